@@ -1,0 +1,45 @@
+"""What an attack technique is: parameters, a precondition, and a SimPy process."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any, ClassVar
+
+import simpy
+from pydantic import BaseModel, ConfigDict
+
+from twin.campaign import Outcome, StepContext
+from twin.errors import Problem
+from twin.facility import Facility
+from twin.schema import StepSpec
+
+
+class TechniqueParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Technique:
+    """One attack technique. It acts only through `ctx.net` (or a declared physical channel)."""
+
+    name: ClassVar[str]
+    technique_id: ClassVar[str]  # MITRE ATT&CK for ICS
+    summary: ClassVar[str]
+    params: ClassVar[type[TechniqueParams]] = TechniqueParams
+    needs_target: ClassVar[bool] = True
+    grace: ClassVar[float] = 600.0  # scoring: how long after the step a detection still counts
+
+    @classmethod
+    def check(cls, step: StepSpec, params: Any, facility: Facility) -> list[Problem]:
+        """Scenario-time checks beyond the parameter model (paths relative to the step)."""
+        if cls.needs_target and step.target is None:
+            return [Problem("target", f"{cls.name} needs a target device")]
+        return []
+
+    @classmethod
+    def precondition(cls, ctx: StepContext) -> str | None:
+        """Why the step cannot be attempted now (None when it can)."""
+        return None
+
+    @classmethod
+    def run(cls, ctx: StepContext) -> Generator[simpy.Event, Any, Outcome]:
+        raise NotImplementedError

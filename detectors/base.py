@@ -1,0 +1,84 @@
+"""The detector API: plain parameters, fit on attack-free telemetry, observe streamed batches."""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Any, ClassVar, Self
+
+import pandas as pd
+
+from twin.devices import KINDS, Device
+from twin.facility import Facility
+from twin.network.policy import Policy
+from twin.telemetry import Alert, TelemetryBatch
+
+
+@dataclass(frozen=True)
+class SiteView:
+    """What a real NDR is configured with: the asset inventory, zones and the design.
+
+    Never the attack plan or the truth table.
+    """
+
+    facility: Facility
+    policy: Policy
+
+    def device(self, ip: str) -> Device | None:
+        return self.facility.by_ip.get(ip)
+
+    def zone(self, ip: str) -> str | None:
+        return self.facility.zone_of_ip(ip)
+
+    def role(self, ip: str) -> str:
+        d = self.facility.by_ip.get(ip)
+        return KINDS[d.kind].role if d is not None else "unknown"
+
+    def name(self, ip: str) -> str:
+        d = self.facility.by_ip.get(ip)
+        return d.name if d is not None else ip
+
+    def zones_of(self, ips: pd.Series) -> pd.Series:
+        """Zone per address, computed once per distinct address."""
+        uniq = ips.unique()
+        lookup = {ip: self.zone(ip) or "" for ip in uniq}
+        return ips.map(lookup)
+
+
+class Detector:
+    """Base of all detectors. Subclasses take keyword parameters only and store them as-is.
+
+    Learned state lives in attributes ending in '_' and is set only in `fit`/`observe`.
+    """
+
+    name: ClassVar[str]
+    summary: ClassVar[str] = ""
+
+    def get_params(self) -> dict[str, Any]:
+        sig = inspect.signature(type(self).__init__)
+        return {p: getattr(self, p) for p in sig.parameters if p != "self"}
+
+    def clone(self) -> Self:
+        """An unfitted copy with the same parameters."""
+        return type(self)(**self.get_params())
+
+    def fit(self, baseline: TelemetryBatch, site: SiteView) -> Self:
+        raise NotImplementedError
+
+    def observe(self, batch: TelemetryBatch) -> list[Alert]:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+
+def first_seen(flows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """One row per key group: when it was first seen (record export) and how many flows."""
+    g = flows.groupby(keys, sort=True, observed=True)
+    return g.agg(t=("t_export", "min"), flows=("t_export", "size")).reset_index()
+
+
+def summarise(items: list[str], limit: int = 3) -> str:
+    shown = ", ".join(items[:limit])
+    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")

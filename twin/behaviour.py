@@ -1,0 +1,195 @@
+"""Legitimate device behaviour: polling, streams, schedules, alarms and engineering sessions."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+import numpy as np
+import simpy
+
+from twin.devices import KINDS, Device
+from twin.facility import Facility
+from twin.network.flows import StandingFlow
+from twin.network.sim import HEADER, SimNetwork
+from twin.network.transactions import READ_FC, Login, ModbusRead, ModbusWrite
+from twin.physics.plant import Plant
+from twin.telemetry import EventLog
+
+ATTESTATION_INTERVAL = 86400.0
+
+
+class Behaviour:
+    """Starts every legitimate activity of the site as SimPy processes and standing flows."""
+
+    def __init__(
+        self,
+        env: simpy.Environment,
+        facility: Facility,
+        plant: Plant,
+        net: SimNetwork,
+        events: EventLog,
+        export_interval: float,
+        rng: np.random.Generator,
+    ) -> None:
+        self.env = env
+        self.facility = facility
+        self.plant = plant
+        self.net = net
+        self.events = events
+        self.interval = export_interval
+        self.rng = rng
+        self.poll_ports: dict[tuple[str, str], int] = {}  # (poller, device) -> source port
+        self.alarms: set[tuple[str, str]] = set()
+
+    def start(self) -> None:
+        fac = self.facility
+        for bms in fac.of_kind("bms"):
+            polled = [d for d in fac.resolve_all(bms.params.polls) if "modbus" in d.services]
+            for d in polled:
+                self._poll(bms, d, bms.params.interval_s)
+            self.env.process(self._schedule(bms, polled))
+            self.env.process(self._alarms(bms, polled))
+        for cam in fac.of_kind("camera"):
+            self._stream(fac.pick(cam.params.nvr, cam.member), cam)
+        for gw in fac.of_kind("gateway"):
+            sensors = [d for d in fac.resolve_all(gw.params.sensors) if "modbus" in d.services]
+            for d in sensors:
+                self._poll(gw, d, gw.params.interval_s)
+            self._publish(gw, fac.pick(gw.params.cloud, 0), len(sensors))
+        for ws in fac.of_kind("workstation"):
+            if ws.params.sessions_per_day > 0 and (ws.params.targets or ws.params.browses):
+                self.env.process(self._engineering(ws))
+        self.env.process(self._attestation())
+
+    # -- standing flows ---------------------------------------------------------------------
+
+    def _poll(self, poller: Device, device: Device, every: float) -> None:
+        regs = KINDS[device.kind].registers
+        blocks = [(table, regs.span(table)) for table in READ_FC]
+        blocks = [(t, s) for t, s in blocks if s is not None]
+        if not blocks:
+            return
+        polls = self.interval / every
+        req = sum(HEADER + 12 for _ in blocks)
+        resp = sum(HEADER + 9 + (2 * n if t in ("holding", "input") else (n + 7) // 8) for t, (_, n) in blocks)
+        sport = self.net.ephemeral_port()
+        self.poll_ports[(poller.name, device.name)] = sport
+        self.net.add_standing(
+            StandingFlow(
+                poller.ip, device.ip, sport, 502, "tcp", "modbus",
+                packets=polls * len(blocks) * 2, bytes=polls * (req + HEADER * len(blocks)),
+                packets_rev=polls * len(blocks), bytes_rev=polls * resp,
+                modbus_reads=round(polls * len(blocks)),
+                fc_set=",".join(str(READ_FC[t]) for t, _ in sorted(blocks, key=lambda b: READ_FC[b[0]])),
+                unit=KINDS[device.kind].modbus_unit,
+            )
+        )  # fmt: skip
+
+    def _stream(self, nvr: Device, cam: Device) -> None:
+        media = cam.params.bitrate_mbps * 1e6 / 8 * self.interval
+        packets_rev = media / 1400
+        self.net.add_standing(
+            StandingFlow(
+                nvr.ip, cam.ip, self.net.ephemeral_port(), 554, "tcp", "rtsp",
+                packets=packets_rev / 8, bytes=packets_rev / 8 * HEADER,
+                packets_rev=packets_rev, bytes_rev=media + packets_rev * HEADER, jitter=0.12,
+            )
+        )  # fmt: skip
+
+    def _publish(self, gw: Device, cloud: Device, n_sensors: int) -> None:
+        msgs = max(1, n_sensors) * self.interval / gw.params.interval_s
+        self.net.add_standing(
+            StandingFlow(
+                gw.ip, cloud.ip, self.net.ephemeral_port(), 8883, "tcp", "mqtt",
+                packets=msgs, bytes=msgs * (HEADER + 180), packets_rev=msgs / 2,
+                bytes_rev=msgs / 2 * (HEADER + 40), jitter=0.05, encrypted=True,
+            )
+        )  # fmt: skip
+
+    # -- processes --------------------------------------------------------------------------
+
+    def _schedule(self, bms: Device, polled: list[Device]) -> Generator[simpy.Event, Any, None]:
+        """Re-command each VAV's scheduled setpoint every hour, as BMS schedules do."""
+        vavs = [d for d in polled if d.kind == "vav"]
+        reg = KINDS["vav"].registers.get("room_setpoint")
+        assert reg is not None
+        lo, hi = bms.params.occupied_hours
+        while True:
+            hour, weekday = self.plant.clock(self.env.now)
+            occupied = weekday < 5 and lo <= hour < hi
+            value = bms.params.occupied_setpoint_c if occupied else bms.params.unoccupied_setpoint_c
+            for vav in vavs:
+                self.net.exchange(
+                    ModbusWrite(bms.ip, vav.ip, "holding", reg.address, (round(value * reg.scale),),
+                                sport=self.poll_ports[(bms.name, vav.name)])
+                )  # fmt: skip
+            yield self.env.timeout(3600.0 - self.env.now % 3600.0)
+
+    def _alarms(self, bms: Device, polled: list[Device]) -> Generator[simpy.Event, Any, None]:
+        """Raise and clear high-temperature, tank and communication alarms from polled values."""
+        vavs = [d for d in polled if d.kind == "vav"]
+        plcs = [d for d in polled if d.kind == "plc"]
+        vav_idx = np.array([d.index for d in vavs], dtype=np.int64)
+        plc_idx = np.array([d.index for d in plcs], dtype=np.int64)
+        threshold = bms.params.high_temp_alarm_c
+        while True:
+            yield self.env.timeout(self.interval)
+            t = self.env.now
+            hvac, tanks = self.plant.hvac, self.plant.tanks
+            hot = hvac.measured[vav_idx] > threshold if vav_idx.size else np.zeros(0, bool)
+            tripped = tanks.alarm[plc_idx] > 0 if plc_idx.size else np.zeros(0, bool)
+            for devices, flags, what, values in (
+                (vavs, hot, "high_temperature", hvac.measured[vav_idx] if vav_idx.size else []),
+                (plcs, tripped, "high_level", tanks.level[plc_idx] if plc_idx.size else []),
+            ):
+                for d, flag, value in zip(devices, flags, values, strict=True):
+                    reachable = self.net.reachable(bms.ip, d.ip, 502)
+                    self._alarm(t, d, "comm_loss", not reachable, float("nan"))
+                    if reachable:
+                        self._alarm(t, d, what, bool(flag), float(value))
+
+    def _alarm(self, t: float, device: Device, what: str, active: bool, value: float) -> None:
+        key = (device.name, what)
+        if active and key not in self.alarms:
+            self.alarms.add(key)
+            self.events.add(t, device.name, device.ip, "alarm_raised", detail=what, value=value)
+        elif not active and key in self.alarms:
+            self.alarms.discard(key)
+            self.events.add(t, device.name, device.ip, "alarm_cleared", detail=what, value=value)
+
+    def _engineering(self, ws: Device) -> Generator[simpy.Event, Any, None]:
+        """Work-hours sessions: read (and sometimes re-write) a controller, log into a web UI."""
+        targets = [d for d in self.facility.resolve_all(ws.params.targets) if "modbus" in d.services]
+        browses = [d for d in self.facility.resolve_all(ws.params.browses) if "http" in d.services]
+        mean_gap = 10 * 3600.0 / ws.params.sessions_per_day
+        while True:
+            yield self.env.timeout(float(self.rng.exponential(mean_gap)))
+            hour, weekday = self.plant.clock(self.env.now)
+            if weekday >= 5 or not 8 <= hour < 18:
+                continue
+            if targets:
+                d = targets[int(self.rng.integers(len(targets)))]
+                regs = KINDS[d.kind].registers
+                sport = self.net.ephemeral_port()
+                span = regs.span("holding")
+                if span is not None:
+                    for _ in range(5):
+                        self.net.exchange(ModbusRead(ws.ip, d.ip, "holding", span[0], span[1], sport=sport))
+                    if self.rng.random() < 0.3:
+                        reg = next(r for r in regs if r.writable and r.table == "holding")
+                        raw = round(self.plant.read(reg.state, d.index) * reg.scale)
+                        self.net.exchange(ModbusWrite(ws.ip, d.ip, "holding", reg.address, (raw,), sport=sport))
+            if browses:
+                d = browses[int(self.rng.integers(len(browses)))]
+                user, password = self.net.faces.credentials[d.name]
+                self.net.exchange(Login(ws.ip, d.ip, "http", user, password))
+
+    def _attestation(self) -> Generator[simpy.Event, Any, None]:
+        """Every device announces its firmware version and hash, at start and daily."""
+        while True:
+            t = self.env.now
+            for d in self.facility.devices:
+                if d.kind != "cloud":
+                    self.events.add(t, d.name, d.ip, "firmware_report", detail=f"{d.firmware} {d.firmware_hash}")
+            yield self.env.timeout(ATTESTATION_INTERVAL)

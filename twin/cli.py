@@ -1,0 +1,250 @@
+"""The `twin` command line: run, validate, schema, list."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from twin import __version__
+from twin.errors import ScenarioError, TwinError
+
+ROOT = Path(__file__).resolve().parent.parent
+SCENARIOS = ROOT / "scenarios"
+
+# wide enough for the score table when the output is a file or a CI log
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 132)
+err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 132)
+
+
+def shipped_scenarios() -> dict[str, Path]:
+    if not SCENARIOS.is_dir():
+        return {}
+    return {p.stem: p for p in sorted(SCENARIOS.glob("*.yaml"))}
+
+
+def resolve_scenario(arg: str) -> Path:
+    path = Path(arg)
+    if path.exists() or path.suffix in (".yaml", ".yml"):
+        return path
+    shipped = shipped_scenarios()
+    if arg in shipped:
+        return shipped[arg]
+    return path
+
+
+def _fmt(value: Any, digits: int = 2) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def score_table(summary: dict[str, Any]) -> Table:
+    table = Table(title=f"scores: {summary['scenario']} on {summary['design']} (seed {summary['seed']})")
+    for col in ("detector", "recall", "precision", "F1", "TTD median s", "TTD p95 s", "false alarms/day", "alerts"):
+        table.add_column(col, justify="left" if col == "detector" else "right")
+    for s in summary["scores"]:
+        table.add_row(
+            s["detector"], _fmt(s["recall"]), _fmt(s["precision"]), _fmt(s["f1"]),
+            _fmt(s["ttd_median"], 0), _fmt(s["ttd_p95"], 0), _fmt(s["false_alarms_per_day"], 1),
+            str(s["alerts"]),
+        )  # fmt: skip
+    return table
+
+
+def print_outcome(summary: dict[str, Any], directory: Path) -> None:
+    imp = summary["impact"]
+    steps = Table(title="attack steps (truth)")
+    for col in ("step", "technique", "target", "outcome"):
+        steps.add_column(col)
+    from twin.telemetry import read_table
+
+    truth = read_table(directory, "truth")
+    for r in truth.itertuples():
+        outcome = "succeeded" if r.succeeded else (f"blocked: {r.blocked_by}" if r.blocked_by else "failed")
+        steps.add_row(str(r.step_id), str(r.technique), str(r.target), outcome)
+    for s in imp["steps_not_attempted"]:
+        steps.add_row(s["step_id"], s["technique"], "-", f"not attempted: {s['reason']}")
+    out.print(steps)
+    out.print(score_table(summary))
+    tti = imp["time_to_physical_impact_s"]
+    out.print(
+        f"impact: {imp['steps_succeeded']}/{imp['steps_attempted']} steps succeeded, "
+        f"{imp['steps_blocked']} blocked by the design, blast radius {imp['blast_radius']} "
+        f"({', '.join(imp['compromised']) or 'none'}); "
+        f"{imp['degree_hours_outside_band']:.2f} degree-hours outside comfort/safety bands"
+        + (f", first physical impact {tti / 60:.1f} min after the attack began" if tti is not None else "")
+    )
+    out.print(f"results: {directory}  (report: {directory / 'report.html'})")
+
+
+# -- commands ------------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from twin.run import execute
+    from twin.scenario import load_scenario
+
+    path = resolve_scenario(args.scenario)
+    overrides = {"design": args.design, "duration": args.duration, "seed": args.seed, "backend": args.backend}
+    spec = load_scenario(path, overrides)
+    if args.out:
+        directory = Path(args.out)
+    else:
+        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        directory = Path("runs") / f"{stamp}-{spec.name}-{spec.design}-s{spec.seed}"
+    show = not args.quiet and sys.stderr.isatty()
+    if show:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[sim]}"), TimeElapsedColumn(), console=err)
+        with bar:
+            task = bar.add_task(f"{spec.name} [{spec.design}]", total=spec.duration, sim="")
+
+            def progress(t: float, total: float) -> None:
+                bar.update(task, completed=t, sim=f"{t / 3600:.1f}/{total / 3600:.1f} h simulated")
+
+            result = _execute(execute, spec, directory, progress, path)
+    else:
+        result = _execute(execute, spec, directory, None, path)
+    if not args.quiet:
+        print_outcome(result.summary, directory)
+    return 0
+
+
+def _execute(execute: Any, spec: Any, directory: Path, progress: Any, path: Path) -> Any:
+    try:
+        return execute(spec, directory, progress, str(path))
+    except KeyboardInterrupt:
+        err.print(f"interrupted: partial results kept in {directory} (summary.json says status 'interrupted')")
+        raise SystemExit(130) from None
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from twin.scenario import load_scenario
+
+    status = 0
+    for arg in args.files:
+        path = resolve_scenario(arg)
+        try:
+            spec = load_scenario(path)
+        except ScenarioError as exc:
+            err.print(exc.render(), markup=False)
+            status = 2
+        else:
+            steps = len(spec.campaign.steps) if spec.campaign else 0
+            out.print(f"{path}: ok ({spec.name}, design {spec.design}, {steps} attack steps)", markup=False)
+    return status
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from twin.scenario import json_schema
+
+    text = json.dumps(json_schema(), indent=2)
+    if args.output:
+        Path(args.output).write_text(text + "\n")
+        out.print(f"wrote {args.output}")
+    else:
+        print(text)
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from attacks import TECHNIQUES
+    from detectors import REGISTRY
+    from twin.devices import KINDS
+    from twin.scenario import read_yaml
+
+    what = args.what
+    if what in ("all", "scenarios"):
+        t = Table(title="scenarios")
+        t.add_column("name")
+        t.add_column("story")
+        for name, path in shipped_scenarios().items():
+            try:
+                raw = read_yaml(path)
+                story = str(raw.get("story", "")).strip().split(". ")[0] if isinstance(raw, dict) else ""
+            except ScenarioError:
+                story = "(does not parse: run twin validate)"
+            t.add_row(name, story)
+        out.print(t)
+    if what in ("all", "kinds"):
+        t = Table(title="device kinds")
+        for col in ("kind", "services", "registers", "what it is"):
+            t.add_column(col)
+        for name, kind in KINDS.items():
+            t.add_row(name, ",".join(kind.services), str(len(kind.registers)), kind.summary)
+        out.print(t)
+    if what in ("all", "detectors"):
+        t = Table(title="detectors")
+        t.add_column("name")
+        t.add_column("what it flags")
+        for name, cls in REGISTRY.items():
+            t.add_row(name, cls.summary)
+        out.print(t)
+    if what in ("all", "techniques"):
+        t = Table(title="attack techniques")
+        for col in ("name", "ATT&CK for ICS", "what it does"):
+            t.add_column(col)
+        for name, tech in TECHNIQUES.items():
+            t.add_row(name, tech.technique_id, tech.summary)
+        out.print(t)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="twin",
+        description="A cyber-physical digital twin of a facility: attack it, detect, score.",
+        epilog="Start with: twin run flagship   (then open the report it names)",
+    )
+    p.add_argument("--version", action="version", version=f"twin {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    r = sub.add_parser("run", help="run a scenario and score it", description="Run a scenario: simulate, attack, detect, score; write runs/<id>/.")
+    r.add_argument("scenario", help="scenario file, or the name of a shipped scenario (see: twin list scenarios)")
+    r.add_argument("--design", help="segmentation design to use (overrides the scenario)")
+    r.add_argument("--duration", help="simulated duration, e.g. 6h, 90m (overrides the scenario)")
+    r.add_argument("--seed", type=int, help="random seed (overrides the scenario)")
+    r.add_argument("--backend", choices=["sim", "mininet"], help="network backend (overrides the scenario)")
+    r.add_argument("--out", metavar="DIR", help="results directory (default runs/<time>-<name>-<design>-s<seed>)")
+    r.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    r.set_defaults(func=cmd_run)
+
+    v = sub.add_parser("validate", help="check scenario files, reporting every problem", description="Check scenario files; every problem is reported with its field path. Exit status 2 if any is invalid.")
+    v.add_argument("files", nargs="+", metavar="FILE")
+    v.set_defaults(func=cmd_validate)
+
+    s = sub.add_parser("schema", help="print the JSON Schema of scenario files", description="Print the JSON Schema of scenario files, for editor completion.")
+    s.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+    s.set_defaults(func=cmd_schema)
+
+    ls = sub.add_parser("list", help="list shipped scenarios, device kinds, detectors, techniques", description="List what the twin knows.")
+    ls.add_argument("what", nargs="?", default="all", choices=["all", "scenarios", "kinds", "detectors", "techniques"])
+    ls.set_defaults(func=cmd_list)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ScenarioError as exc:
+        err.print(exc.render(), markup=False)
+        return 2
+    except TwinError as exc:
+        err.print(f"error: {exc}", markup=False)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Network backends and what they share: transactions, policy, flow metering."""

@@ -1,0 +1,153 @@
+"""The modelled network: conduits enforced in-process, latency in SimPy time, flows as aggregates."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import simpy
+
+from twin.devices.base import ENCRYPTED_APPS, PORT_APPS
+from twin.faces import Faces
+from twin.network.flows import FlowKey, FlowMeter, StandingFlow
+from twin.network.policy import Policy
+from twin.network.transactions import (
+    Login,
+    ModbusRead,
+    ModbusWrite,
+    Probe,
+    Reply,
+    Transaction,
+    Transfer,
+    function_code,
+)
+
+HEADER = 54  # Ethernet + IPv4 + TCP bytes per packet
+LATENCY_ZONE = 0.0004
+LATENCY_FIREWALL = 0.0008
+LATENCY_INTERNET = 0.03
+
+
+class SimNetwork:
+    """Network backend 'sim': deterministic, no root, scales to thousands of devices."""
+
+    name = "sim"
+
+    def __init__(self, env: simpy.Environment, policy: Policy, faces: Faces, meter: FlowMeter, rng: np.random.Generator) -> None:
+        self.env = env
+        self.policy = policy
+        self.faces = faces
+        self.meter = meter
+        self.rng = rng
+        self._mask: np.ndarray | None = None
+        self._mask_version = -1
+        self._port = 0
+        self.closed = False
+
+    def __enter__(self) -> SimNetwork:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.closed = True
+
+    # -- traffic ----------------------------------------------------------------------------
+
+    def add_standing(self, flow: StandingFlow) -> None:
+        self.meter.add_standing(flow)
+        self._mask_version = -1
+
+    def reachable(self, src_ip: str, dst_ip: str, port: int) -> bool:
+        return self.policy.verdict(src_ip, dst_ip, port).allowed
+
+    def latency(self, src_ip: str, dst_ip: str) -> float:
+        fac = self.policy.facility
+        a, b = fac.zone_of_ip(src_ip), fac.zone_of_ip(dst_ip)
+        internet = set(fac.internet_zones())
+        rtt = LATENCY_ZONE
+        if a != b:
+            rtt += LATENCY_FIREWALL
+        if (a in internet) != (b in internet):
+            rtt += LATENCY_INTERNET
+        return rtt
+
+    def send(self, txn: Transaction) -> Generator[simpy.Event, Any, Reply]:
+        """Carry one transaction, taking its round-trip time; `yield from` it in a process."""
+        yield self.env.timeout(self.latency(txn.src_ip, txn.dst_ip))
+        return self.exchange(txn)
+
+    def exchange(self, txn: Transaction) -> Reply:
+        """Carry one transaction now (for device logic that needs no latency)."""
+        verdict = self.policy.verdict(txn.src_ip, txn.dst_ip, txn.port)
+        reply = self.faces.answer(txn) if verdict.allowed else Reply("blocked", verdict.rule)
+        self._account(txn, reply)
+        return reply
+
+    def ephemeral_port(self) -> int:
+        self._port = (self._port + 7919) % 16384
+        return 49152 + self._port
+
+    def _account(self, txn: Transaction, reply: Reply) -> None:
+        new_connection = txn.sport is None
+        sport = txn.sport if txn.sport is not None else self.ephemeral_port()
+        key: FlowKey = (txn.src_ip, txn.dst_ip, sport, txn.port, "tcp")
+        app = PORT_APPS.get(txn.port, "other")
+        common: dict[str, Any] = {"cause": txn.cause, "encrypted": app in ENCRYPTED_APPS}
+        now = self.env.now
+        if reply.status in ("blocked", "no_host"):
+            self.meter.record(key, now, app, packets=2, bytes=2 * (HEADER + 6), tcp_flags="S", blocked=reply.status == "blocked", **common)
+            return
+        if reply.status == "closed" or isinstance(txn, Probe):
+            opened = reply.status != "closed"
+            self.meter.record(
+                key, now, app, packets=2 if opened else 1, bytes=(2 if opened else 1) * (HEADER + 6),
+                packets_rev=1, bytes_rev=HEADER + 4, tcp_flags="SAR", **common,
+            )  # fmt: skip
+            return
+        hs_fwd, hs_rev, hs_flags = (3, 2, "SAPF") if new_connection else (0, 0, "AP")
+        if isinstance(txn, ModbusRead | ModbusWrite):
+            if isinstance(txn, ModbusRead):
+                req = 12
+                resp = 9 + (2 * txn.count if txn.table in ("holding", "input") else (txn.count + 7) // 8)
+            else:
+                req = 12 if len(txn.values) == 1 else 13 + 2 * len(txn.values)
+                resp = 12
+            if reply.status == "exception":
+                resp = 9
+            self.meter.record(
+                key, now, app, packets=1 + hs_fwd, bytes=HEADER * (1 + hs_fwd) + req,
+                packets_rev=1 + hs_rev, bytes_rev=HEADER * (1 + hs_rev) + resp, tcp_flags=hs_flags,
+                reads=int(isinstance(txn, ModbusRead)), writes=int(isinstance(txn, ModbusWrite)),
+                fc=function_code(txn), unit=txn.unit, exception=reply.status == "exception", **common,
+            )  # fmt: skip
+        elif isinstance(txn, Login):
+            fwd, rev, size, size_rev = (5, 5, 420, 1100) if txn.service == "http" else (9, 9, 90, 380)
+            self.meter.record(
+                key, now, app, packets=fwd, bytes=HEADER * fwd + size, packets_rev=rev,
+                bytes_rev=HEADER * rev + size_rev, tcp_flags="SAPF",
+                auth_failure=reply.status == "denied", **common,
+            )  # fmt: skip
+        elif isinstance(txn, Transfer):
+            fwd = max(1, -(-txn.bytes_out // 1400)) + hs_fwd
+            rev = max(1, -(-txn.bytes_in // 1400)) + hs_rev
+            self.meter.record(
+                key, now, app, packets=fwd, bytes=HEADER * fwd + txn.bytes_out, packets_rev=rev,
+                bytes_rev=HEADER * rev + txn.bytes_in, tcp_flags=hs_flags, **common,
+            )  # fmt: skip
+
+    # -- export -----------------------------------------------------------------------------
+
+    def standing_mask(self) -> np.ndarray:
+        if self._mask is None or self._mask_version != self.policy.version:
+            self._mask = np.array(
+                [self.reachable(f.src_ip, f.dst_ip, f.dport) for f in self.meter.standing], dtype=bool
+            )
+            self._mask_version = self.policy.version
+        return self._mask
+
+    def export(self, t_end: float) -> pd.DataFrame:
+        return self.meter.export(t_end, self.standing_mask())

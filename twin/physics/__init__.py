@@ -1,0 +1,1 @@
+"""Physics of the facility, vectorised with numpy: one step advances every room, tank and door."""

@@ -1,0 +1,46 @@
+"""Tank, pump and outlet valve under a PLC's level control with a safety interlock."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+Array = NDArray[np.float64]
+G = 9.81
+
+
+@dataclass
+class TankLoop:
+    """State and parameters of every tank loop; `step` runs one PLC scan plus the physics."""
+
+    level: Array
+    area: Array
+    height: Array
+    pump_flow: Array  # m3/s at full speed
+    outlet_k: Array  # m3/s per sqrt(m) at full valve
+    valve: Array  # 0..1
+    low_sp: Array
+    high_sp: Array
+    trip_sp: Array
+    interlock: Array  # 1 enabled
+    pump: Array  # 1 running
+    alarm: Array  # 1 raised
+    pressure: Array  # kPa at the bottom
+    vibration: Array  # mm/s at the pump
+    safe_lo: Array
+    safe_hi: Array
+
+    def step(self, dt: float, noise: Array) -> None:
+        """One scan: hysteresis control, interlock and alarm, then integrate the level."""
+        level = self.level
+        self.pump = np.where(level <= self.low_sp, 1.0, np.where(level >= self.high_sp, 0.0, self.pump))
+        tripped = level >= self.trip_sp
+        self.alarm = np.where(tripped, 1.0, np.where(level < self.high_sp, 0.0, self.alarm))
+        self.pump = np.where(tripped & (self.interlock > 0), 0.0, self.pump)
+        q_out = self.valve * self.outlet_k * np.sqrt(np.maximum(level, 0.0))
+        self.level = np.clip(level + dt * (self.pump * self.pump_flow - q_out) / self.area, 0.0, self.height)
+        self.pressure = G * self.level
+        dry = self.level < 0.3
+        self.vibration = self.pump * (2.0 + 0.1 * noise + 6.0 * dry)

@@ -1,0 +1,433 @@
+"""Load a scenario file, check all of it, and report every problem at once with its path."""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from twin import schema
+from twin.errors import Problem, ScenarioError
+from twin.schema import FacilitySpec, ScenarioSpec
+
+PLACEHOLDER = "<checked separately>"
+
+
+def _vocabulary() -> list[str]:
+    words: set[str] = set()
+    for model in vars(schema).values():
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            for name, info in model.model_fields.items():
+                words.add(info.alias or name)
+    return sorted(words)
+
+
+def suggest(word: str, choices: Iterable[str]) -> str:
+    """' (did you mean 'x'?)' when a close match exists, else ''."""
+    close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def field_path(loc: Iterable[Any]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def join(prefix: str, path: str) -> str:
+    if not prefix:
+        return path
+    if not path:
+        return prefix
+    return f"{prefix}{path}" if path.startswith("[") else f"{prefix}.{path}"
+
+
+def pydantic_problems(exc: ValidationError, prefix: str = "") -> list[Problem]:
+    vocabulary = _vocabulary()
+    problems = []
+    for err in exc.errors():
+        loc = list(err["loc"])
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            name = str(loc[-1])
+            msg = f"unknown field {name!r}{suggest(name, vocabulary)}"
+        elif kind == "missing":
+            msg = "required field is missing"
+        else:
+            msg = err["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
+            given = err.get("input")
+            if kind not in ("value_error",) and isinstance(given, str | int | float):
+                msg += f" (got {given!r})"
+        problems.append(Problem(join(prefix, field_path(loc)), msg))
+    return problems
+
+
+def read_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ScenarioError([Problem("", f"no such file: {path}")], str(path)) from None
+    except OSError as exc:
+        raise ScenarioError([Problem("", f"cannot read {path}: {exc.strerror}")], str(path)) from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
+        raise ScenarioError(
+            [Problem(where, f"YAML syntax error: {exc.problem or exc}")], str(path)
+        ) from None
+    except yaml.YAMLError as exc:
+        raise ScenarioError([Problem("", f"YAML syntax error: {exc}")], str(path)) from None
+
+
+# --- facility -------------------------------------------------------------------------------
+
+
+def _expanded_names(name: str, count: int) -> list[str]:
+    return [name] if count == 1 else [f"{name}-{i + 1}" for i in range(count)]
+
+
+def _dicts(raw: Any, key: str) -> list[tuple[int, dict[str, Any]]]:
+    items = raw.get(key) if isinstance(raw, dict) else None
+    if not isinstance(items, list):
+        return []
+    return [(i, item) for i, item in enumerate(items) if isinstance(item, dict)]
+
+
+def _count(d: dict[str, Any]) -> int:
+    c = d.get("count", 1)
+    return c if isinstance(c, int) and 1 <= c <= 100_000 else 1
+
+
+def room_names(raw: Any) -> tuple[set[str], set[str]]:
+    """(room names, room prefixes) declared by the VAV boxes of a raw facility."""
+    rooms: set[str] = set()
+    prefixes: set[str] = set()
+    for _, d in _dicts(raw, "devices"):
+        if d.get("kind") != "vav":
+            continue
+        params = d.get("params") if isinstance(d.get("params"), dict) else {}
+        prefix = str(params.get("room") or d.get("name"))
+        prefixes.add(prefix)
+        rooms.update(_expanded_names(prefix, _count(d)))
+    return rooms, prefixes
+
+
+def check_facility(raw: Any, prefix: str = "") -> list[Problem]:
+    """Cross-reference checks pydantic cannot do; tolerant of structurally broken input."""
+    from twin.devices import KINDS
+
+    problems: list[Problem] = []
+
+    def bad(path: str, message: str) -> None:
+        problems.append(Problem(join(prefix, path), message))
+
+    zones: dict[str, Any] = {}
+    for i, z in _dicts(raw, "zones"):
+        name = z.get("name")
+        if name in zones:
+            bad(f"zones[{i}].name", f"duplicate zone {name!r}")
+        try:
+            net = ipaddress.ip_network(str(z.get("subnet")), strict=True)
+        except ValueError:
+            zones.setdefault(str(name), None)
+            continue
+        for other, other_net in zones.items():
+            if other_net is not None and net.overlaps(other_net):
+                bad(f"zones[{i}].subnet", f"{net} overlaps zone {other!r} ({other_net})")
+        zones[str(name)] = net
+
+    groups: dict[str, int] = {}
+    devices: set[str] = set()
+    addresses: dict[str, str] = {}
+    per_zone: dict[str, int] = {}
+    entries = _dicts(raw, "devices")
+    for i, d in entries:
+        name, count = str(d.get("name")), _count(d)
+        if name in groups or name in devices:
+            bad(f"devices[{i}].name", f"duplicate device name {name!r}")
+        groups[name] = count
+        for member in _expanded_names(name, count):
+            if member in devices and member != name:
+                bad(f"devices[{i}].name", f"device name {member!r} is used twice")
+            devices.add(member)
+    names = set(groups) | devices
+    rooms, room_prefixes = room_names(raw)
+
+    for i, d in entries:
+        zone, kind_name = d.get("zone"), d.get("kind")
+        if isinstance(zone, str) and zone not in zones:
+            bad(f"devices[{i}].zone", f"unknown zone {zone!r}{suggest(zone, zones)}")
+        per_zone[str(zone)] = per_zone.get(str(zone), 0) + _count(d)
+        kind = KINDS.get(str(kind_name))
+        if isinstance(kind_name, str) and kind is None:
+            bad(
+                f"devices[{i}].kind",
+                f"unknown device kind {kind_name!r}{suggest(kind_name, KINDS)}; "
+                f"known: {', '.join(KINDS)}",
+            )
+        ip = d.get("ip")
+        if ip is not None:
+            try:
+                addr = ipaddress.ip_address(str(ip))
+            except ValueError:
+                addr = None
+            if addr is not None:
+                if _count(d) > 1:
+                    bad(f"devices[{i}].ip", "a fixed address needs count 1")
+                if str(addr) in addresses:
+                    bad(f"devices[{i}].ip", f"duplicate address {addr} (also {addresses[str(addr)]})")
+                addresses[str(addr)] = str(d.get("name"))
+                net = zones.get(str(zone))
+                if net is not None and addr not in net:
+                    bad(f"devices[{i}].ip", f"{addr} is outside zone {zone!r} ({net})")
+        for j, svc in enumerate(d.get("services") or []):
+            if svc not in schema.SERVICES:
+                bad(f"devices[{i}].services[{j}]", f"unknown service {svc!r}{suggest(svc, schema.SERVICES)}")
+        params = d.get("params", {})
+        if kind is not None and isinstance(params, dict):
+            try:
+                kind.params.model_validate(params)
+            except ValidationError as exc:
+                problems.extend(pydantic_problems(exc, join(prefix, f"devices[{i}].params")))
+            for ref in kind.device_refs:
+                value = params.get(ref)
+                for k, target in enumerate(value if isinstance(value, list) else [value]):
+                    if target is None or target in names or target in zones:
+                        continue
+                    where = f"[{k}]" if isinstance(value, list) else ""
+                    bad(
+                        f"devices[{i}].params.{ref}{where}",
+                        f"unknown device {target!r}{suggest(str(target), names)}",
+                    )
+            if kind.name == "env_sensor":
+                room = params.get("room")
+                if isinstance(room, str) and room not in rooms and room not in room_prefixes:
+                    bad(
+                        f"devices[{i}].params.room",
+                        f"unknown room {room!r}{suggest(room, rooms | room_prefixes)}",
+                    )
+            if kind.name == "bms":
+                for k, target in enumerate(params.get("polls") or []):
+                    if target not in names and target not in zones:
+                        bad(f"devices[{i}].params.polls[{k}]", f"unknown zone or device {target!r}")
+
+    for zone, n in per_zone.items():
+        net = zones.get(zone)
+        if net is not None and n > net.num_addresses - 12:
+            bad("devices", f"zone {zone!r} ({net}) is too small for its {n} devices")
+
+    designs = raw.get("designs") if isinstance(raw, dict) else None
+    endpoints = names | set(zones)
+    for dname, design in (designs or {}).items() if isinstance(designs, dict) else []:
+        for j, c in _dicts(design, "conduits"):
+            for end in ("from", "to"):
+                ref = c.get(end)
+                if isinstance(ref, str) and ref not in endpoints:
+                    bad(
+                        f"designs.{dname}.conduits[{j}].{end}",
+                        f"unknown zone or device {ref!r}{suggest(ref, endpoints)}",
+                    )
+            for k, svc in enumerate(c.get("services") or []):
+                if isinstance(svc, int) and not 1 <= svc <= 65535:
+                    bad(f"designs.{dname}.conduits[{j}].services[{k}]", f"port {svc} outside 1..65535")
+                elif isinstance(svc, str) and svc not in schema.SERVICES:
+                    bad(
+                        f"designs.{dname}.conduits[{j}].services[{k}]",
+                        f"unknown service {svc!r}{suggest(svc, schema.SERVICES)}",
+                    )
+    return problems
+
+
+def parse_facility(raw: Any, prefix: str = "") -> tuple[FacilitySpec | None, list[Problem]]:
+    if not isinstance(raw, dict):
+        return None, [Problem(prefix, "a facility must be a mapping")]
+    problems: list[Problem] = []
+    spec = None
+    try:
+        spec = FacilitySpec.model_validate(raw)
+    except ValidationError as exc:
+        problems.extend(pydantic_problems(exc, prefix))
+    problems.extend(check_facility(raw, prefix))
+    return (spec if not problems else None), problems
+
+
+def load_facility(path: str | Path) -> FacilitySpec:
+    path = Path(path)
+    spec, problems = parse_facility(read_yaml(path))
+    if problems or spec is None:
+        raise ScenarioError(problems, str(path))
+    return spec
+
+
+# --- scenario -------------------------------------------------------------------------------
+
+
+def _check_campaign(spec: ScenarioSpec, facility: FacilitySpec) -> list[Problem]:
+    from attacks import TECHNIQUES
+    from twin.facility import Facility
+
+    problems: list[Problem] = []
+    campaign = spec.campaign
+    if campaign is None:
+        return problems
+    site = Facility.build(facility)
+    origin_zone = site.zone_of_ip(campaign.attacker.origin)
+    if origin_zone is None or site.zones[origin_zone].purpose != "internet":
+        problems.append(
+            Problem("campaign.attacker.origin", f"{campaign.attacker.origin} is not in an internet zone")
+        )
+    ids = [s.id for s in campaign.steps]
+    for i, step in enumerate(campaign.steps):
+        path = f"campaign.steps[{i}]"
+        if ids.count(step.id) > 1 and ids.index(step.id) != i:
+            problems.append(Problem(f"{path}.id", f"duplicate step id {step.id!r}"))
+        technique = TECHNIQUES.get(step.technique)
+        if technique is None:
+            problems.append(
+                Problem(
+                    f"{path}.technique",
+                    f"unknown technique {step.technique!r}{suggest(step.technique, TECHNIQUES)}",
+                )
+            )
+        if (step.at is None) == (step.after is None):
+            problems.append(Problem(path, "give exactly one of 'at' and 'after'"))
+        if step.after is not None and step.after not in ids:
+            problems.append(Problem(f"{path}.after", f"unknown step {step.after!r}{suggest(step.after, ids)}"))
+        if step.at is not None and step.at < spec.warmup:
+            problems.append(
+                Problem(
+                    f"{path}.at",
+                    f"{step.at:g} s is inside the attack-free warm-up ({spec.warmup:g} s); "
+                    "detectors would learn the attack as normal",
+                )
+            )
+        for field in ("source", "target"):
+            ref = getattr(step, field)
+            if ref is not None and ref not in site.by_name:
+                label = "from" if field == "source" else field
+                problems.append(Problem(f"{path}.{label}", f"unknown device {ref!r}{suggest(ref, site.by_name)}"))
+        if technique is not None:
+            try:
+                params = technique.params.model_validate(step.params)
+            except ValidationError as exc:
+                problems.extend(pydantic_problems(exc, f"{path}.params"))
+            else:
+                for p in technique.check(step, params, site):
+                    problems.append(Problem(join(path, p.path), p.message))
+    # cycles in 'after'
+    after = {s.id: s.after for s in campaign.steps}
+    for i, step in enumerate(campaign.steps):
+        seen, cur = {step.id}, step.after
+        while cur is not None and cur in after:
+            if cur in seen:
+                problems.append(Problem(f"campaign.steps[{i}].after", f"steps wait on each other in a cycle ({cur!r})"))
+                break
+            seen.add(cur)
+            cur = after[cur]
+    return problems
+
+
+def _check_detectors(spec: ScenarioSpec) -> list[Problem]:
+    from detectors import REGISTRY, check_params
+
+    problems = []
+    for i, d in enumerate(spec.detectors):
+        entry = d if isinstance(d, schema.DetectorSpec) else schema.DetectorSpec(name=d)
+        cls = REGISTRY.get(entry.name)
+        if cls is None:
+            problems.append(
+                Problem(f"detectors[{i}]", f"unknown detector {entry.name!r}{suggest(entry.name, REGISTRY)}")
+            )
+            continue
+        problems.extend(Problem(f"detectors[{i}].params{p.path}", p.message) for p in check_params(cls, entry.params))
+    return problems
+
+
+def parse_scenario(
+    raw: Any, base: Path, overrides: dict[str, Any] | None = None
+) -> tuple[ScenarioSpec | None, list[Problem]]:
+    if not isinstance(raw, dict):
+        return None, [Problem("", "a scenario must be a mapping of fields")]
+    raw = {**raw, **{k: v for k, v in (overrides or {}).items() if v is not None}}
+    problems: list[Problem] = []
+
+    facility_raw = raw.get("facility")
+    facility: FacilitySpec | None = None
+    if isinstance(facility_raw, str):
+        fpath = (base / facility_raw).resolve()
+        try:
+            loaded = read_yaml(fpath)
+        except ScenarioError as exc:
+            problems.extend(Problem(join(f"facility({facility_raw})", p.path), p.message) for p in exc.problems)
+        else:
+            facility, fp = parse_facility(loaded, f"facility({facility_raw})")
+            problems.extend(fp)
+    elif isinstance(facility_raw, dict):
+        facility, fp = parse_facility(facility_raw, "facility")
+        problems.extend(fp)
+    elif "facility" in raw:
+        problems.append(Problem("facility", "give a facility file path or an inline facility"))
+
+    scenario_raw = {**raw, "facility": PLACEHOLDER}
+    if "facility" not in raw:
+        scenario_raw.pop("facility")
+    spec = None
+    try:
+        spec = ScenarioSpec.model_validate(scenario_raw)
+    except ValidationError as exc:
+        problems.extend(pydantic_problems(exc))
+
+    if spec is not None:
+        if spec.warmup >= spec.duration:
+            problems.append(
+                Problem("warmup", f"warm-up ({spec.warmup:g} s) must be shorter than the duration ({spec.duration:g} s)")
+            )
+        problems.extend(_check_detectors(spec))
+    if spec is not None and facility is not None:
+        if spec.design not in facility.designs:
+            problems.append(
+                Problem(
+                    "design",
+                    f"unknown design {spec.design!r}{suggest(spec.design, facility.designs)}; "
+                    f"the facility has: {', '.join(facility.designs)}",
+                )
+            )
+        problems.extend(_check_campaign(spec, facility))
+    if problems or spec is None or facility is None:
+        return None, problems
+    return spec.model_copy(update={"facility": facility}), []
+
+
+def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None) -> ScenarioSpec:
+    """Read and check a scenario file; raise one ScenarioError listing every problem."""
+    path = Path(path)
+    raw = read_yaml(path)
+    spec, problems = parse_scenario(raw, path.parent, overrides)
+    if problems or spec is None:
+        raise ScenarioError(problems, str(path))
+    return spec
+
+
+def facility_of(spec: ScenarioSpec) -> FacilitySpec:
+    if not isinstance(spec.facility, FacilitySpec):
+        raise TypeError("scenario was not loaded through load_scenario")
+    return spec.facility
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of scenario files, for editors."""
+    out = ScenarioSpec.model_json_schema(by_alias=True)
+    out["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    out["title"] = "twin scenario"
+    return out

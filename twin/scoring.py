@@ -1,0 +1,161 @@
+"""Scores a run's alerts against its truth table, with the definitions of DESIGN.md."""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+MERGE_WINDOW = 60.0
+ENSEMBLE = "ensemble"
+
+
+@dataclass(frozen=True)
+class DetectorScore:
+    detector: str
+    steps: int
+    detected: int
+    recall: float
+    alerts: int  # after merging
+    matched_alerts: int
+    precision: float
+    f1: float
+    ttd_median: float  # seconds; nan when nothing was detected
+    ttd_p95: float
+    false_alarms_per_day: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in asdict(self).items()}
+
+
+def merge_alerts(alerts: pd.DataFrame, window: float = MERGE_WINDOW) -> pd.DataFrame:
+    """Merge alerts of one detector about one device that follow each other within `window`.
+
+    Each merged alert keeps its first time and every address/device its members named.
+    """
+    if alerts.empty:
+        return pd.DataFrame(columns=["detector", "device", "t", "t_last", "names"])
+    a = alerts.sort_values(["detector", "device", "t"], kind="stable")
+    new_group = (
+        (a["detector"] != a["detector"].shift())
+        | (a["device"] != a["device"].shift())
+        | (a["t"] - a["t"].shift() > window)
+    )
+    gid = new_group.cumsum()
+    names = a[["device", "src_ip", "dst_ip"]].astype(str).agg(lambda r: {x for x in r if x}, axis=1)
+    merged = pd.DataFrame({"gid": gid, "detector": a["detector"], "device": a["device"], "t": a["t"], "names": names})
+    out = merged.groupby("gid", sort=True).agg(
+        detector=("detector", "first"),
+        device=("device", "first"),
+        t=("t", "min"),
+        t_last=("t", "max"),
+        names=("names", lambda s: set().union(*s)),
+    )
+    return out.reset_index(drop=True)
+
+
+def _step_names(step: pd.Series) -> tuple[set[str], list[ipaddress.IPv4Network | ipaddress.IPv6Network]]:
+    names = {str(step[c]) for c in ("attacker", "attacker_ip", "target", "target_ip") if str(step[c])}
+    nets = []
+    for part in str(step["target_ip"]).split(","):
+        if "/" in part:
+            nets.append(ipaddress.ip_network(part, strict=False))
+    return names, nets
+
+
+def _names_step(names: set[str], step_names: set[str], nets: list[Any]) -> bool:
+    if names & step_names:
+        return True
+    for n in names:
+        if nets and n[:1].isdigit():
+            try:
+                addr = ipaddress.ip_address(n)
+            except ValueError:
+                continue
+            if any(addr in net for net in nets):
+                return True
+    return False
+
+
+def score_alerts(
+    truth: pd.DataFrame, alerts: pd.DataFrame, monitored_s: float, detector: str
+) -> DetectorScore:
+    """Event-level scores for one detector's (or the ensemble's) alerts."""
+    merged = merge_alerts(alerts)
+    steps = truth.reset_index(drop=True)
+    n_steps = len(steps)
+    detected = 0
+    ttds: list[float] = []
+    matched = np.zeros(len(merged), dtype=bool)
+    raw = alerts.assign(
+        names=alerts[["device", "src_ip", "dst_ip"]].astype(str).agg(lambda r: {x for x in r if x}, axis=1)
+    ) if not alerts.empty else alerts
+    for _, step in steps.iterrows():
+        step_names, nets = _step_names(step)
+        lo, hi = float(step["t_start"]), float(step["t_end"]) + float(step["grace"])
+        hit_times = [
+            float(r.t) for r in raw.itertuples() if lo <= r.t <= hi and _names_step(r.names, step_names, nets)
+        ] if not raw.empty else []
+        if hit_times:
+            detected += 1
+            ttds.append(max(0.0, min(hit_times) - lo))
+        for i, m in enumerate(merged.itertuples()):
+            if not matched[i] and lo <= m.t <= hi and _names_step(m.names, step_names, nets):
+                matched[i] = True
+    n_alerts = len(merged)
+    recall = detected / n_steps if n_steps else float("nan")
+    precision = matched.sum() / n_alerts if n_alerts else float("nan")
+    if n_steps and n_alerts and (recall + precision) > 0:
+        f1 = 2 * recall * precision / (recall + precision)
+    else:
+        f1 = float("nan") if not n_steps else 0.0
+    days = monitored_s / 86400.0
+    return DetectorScore(
+        detector=detector,
+        steps=n_steps,
+        detected=detected,
+        recall=recall,
+        alerts=n_alerts,
+        matched_alerts=int(matched.sum()),
+        precision=float(precision),
+        f1=float(f1),
+        ttd_median=float(np.median(ttds)) if ttds else float("nan"),
+        ttd_p95=float(np.percentile(ttds, 95)) if ttds else float("nan"),
+        false_alarms_per_day=float((n_alerts - matched.sum()) / days) if days > 0 else float("nan"),
+    )
+
+
+def score_run(truth: pd.DataFrame, alerts: pd.DataFrame, detectors: list[str], monitored_s: float) -> list[DetectorScore]:
+    """One score per detector, then the ensemble (all alerts together)."""
+    scores = [score_alerts(truth, alerts[alerts["detector"] == d], monitored_s, d) for d in detectors]
+    if len(detectors) > 1:
+        scores.append(score_alerts(truth, alerts.assign(detector=ENSEMBLE), monitored_s, ENSEMBLE))
+    return scores
+
+
+def impact(truth: pd.DataFrame, harm: dict[str, Any], skipped: list[dict[str, Any]]) -> dict[str, Any]:
+    """Blast radius, steps stopped by the design, and physical harm."""
+    ok = truth[truth["succeeded"]] if not truth.empty else truth
+    compromised = sorted({str(t) for t in ok["target"] if t and "/" not in str(t)}) if not ok.empty else []
+    blocked = truth[truth["blocked_by"].astype(str).str.len() > 0] if not truth.empty else truth
+    first_attack = float(truth["t_start"].min()) if not truth.empty else None
+    first_impact = harm.get("first_physical_impact_s")
+    return {
+        "steps_attempted": len(truth),
+        "steps_succeeded": len(ok),
+        "steps_blocked": len(blocked),
+        "blocked_by": sorted(set(blocked["blocked_by"])) if not blocked.empty else [],
+        "steps_not_attempted": skipped,
+        "blast_radius": len(compromised),
+        "compromised": compromised,
+        "time_to_physical_impact_s": (
+            first_impact - first_attack
+            if first_impact is not None and first_attack is not None and first_impact >= first_attack
+            else None
+        ),
+        **harm,
+    }
