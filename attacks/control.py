@@ -20,7 +20,9 @@ from twin.schema import StepSpec
 class ModbusWriteParams(TechniqueParams):
     register_name: str = Field(alias="register", description="register name from the target's map")
     value: float
-    requires_discovery: bool = Field(default=True, description="target must have been found by a scan")
+    requires_discovery: bool = Field(
+        default=True, description="target must have been found by a scan"
+    )
 
 
 class ModbusWriteSetpoint(Technique):
@@ -38,7 +40,12 @@ class ModbusWriteSetpoint(Technique):
         reg = KINDS[target.kind].registers.get(params.register_name)
         if reg is None:
             names = ", ".join(KINDS[target.kind].registers.names()) or "none"
-            problems.append(Problem("params.register", f"{target.kind} {target.name} has no register {params.register_name!r} (has: {names})"))
+            problems.append(
+                Problem(
+                    "params.register",
+                    f"{target.kind} {target.name} has no register {params.register_name!r} (has: {names})",
+                )
+            )
         elif not reg.writable:
             problems.append(Problem("params.register", f"{reg.name} is read-only"))
         return problems
@@ -57,9 +64,24 @@ class ModbusWriteSetpoint(Technique):
         reg = KINDS[target.kind].registers.get(p.register_name)
         assert reg is not None and reg.table in ("holding", "coil")
         _, src_ip = ctx.source
-        txn = ModbusWrite(src_ip, target.ip, reg.table, reg.address, (round(p.value * reg.scale),), cause=ctx.step.id)  # type: ignore[arg-type]
+        txn = ModbusWrite(
+            src_ip,
+            target.ip,
+            reg.table,
+            reg.address,
+            (round(p.value * reg.scale),),
+            cause=ctx.step.id,
+        )
         reply = yield from ctx.net.send(txn)
         if reply.ok:
             ctx.attacker.controlled.append(target.name)
-            return Outcome(True, target.name, target.ip, detail=f"{reg.name} := {p.value:g} {reg.unit}")
-        return Outcome(False, target.name, target.ip, blocked_by=reply.detail if reply.status == "blocked" else "", detail=reply.detail)
+            return Outcome(
+                True, target.name, target.ip, detail=f"{reg.name} := {p.value:g} {reg.unit}"
+            )
+        return Outcome(
+            False,
+            target.name,
+            target.ip,
+            blocked_by=reply.detail if reply.status == "blocked" else "",
+            detail=reply.detail,
+        )

@@ -74,4 +74,10 @@ class NetworkScan(Technique):
         detail = f"{probes} probes, {len(found)} hosts, {services} open services"
         if found:
             return Outcome(True, target, target, detail=detail)
-        return Outcome(False, target, target, blocked_by=blocks.most_common(1)[0][0] if blocks else "", detail=detail)
+        return Outcome(
+            False,
+            target,
+            target,
+            blocked_by=blocks.most_common(1)[0][0] if blocks else "",
+            detail=detail,
+        )

@@ -37,7 +37,10 @@ def check_params(cls: type[Detector], params: dict[str, Any]) -> list[Problem]:
 
     allowed = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
     problems = [
-        Problem(f".{k}", f"unknown parameter {k!r} of {cls.name}{suggest(k, allowed)}; it takes: {', '.join(allowed) or 'none'}")
+        Problem(
+            f".{k}",
+            f"unknown parameter {k!r} of {cls.name}{suggest(k, allowed)}; it takes: {', '.join(allowed) or 'none'}",
+        )
         for k in params
         if k not in allowed
     ]

@@ -58,7 +58,9 @@ class ConduitPolicy(Detector):
 
         allowed = f[~f["blocked"]]
         paths = allowed[["src_ip", "dst_ip", "dst_port"]].drop_duplicates()
-        undocumented = [not self._documented(s, d, int(p)) for s, d, p in paths.itertuples(index=False)]
+        undocumented = [
+            not self._documented(s, d, int(p)) for s, d, p in paths.itertuples(index=False)
+        ]
         bad = paths[undocumented]
         if not bad.empty:
             hits = allowed.merge(bad, on=["src_ip", "dst_ip", "dst_port"])
@@ -67,7 +69,9 @@ class ConduitPolicy(Detector):
         if self.check_writes:
             writes = f[f["modbus_writes"] > 0]
             if not writes.empty:
-                roles = writes["src_ip"].map({ip: site.role(ip) for ip in writes["src_ip"].unique()})
+                roles = writes["src_ip"].map(
+                    {ip: site.role(ip) for ip in writes["src_ip"].unique()}
+                )
                 rogue = writes[~roles.isin(WRITER_ROLES)]
                 for row in first_seen(rogue, ["src_ip", "dst_ip"]).itertuples():
                     alerts.append(self._alert(
@@ -75,7 +79,9 @@ class ConduitPolicy(Detector):
                         f"Modbus write from non-engineering host {site.name(row.src_ip)} to {site.name(row.dst_ip)}",
                     ))  # fmt: skip
 
-        pairs = f[["src_ip", "dst_ip", "dst_port", "t_export"]].drop_duplicates(["src_ip", "dst_ip", "dst_port"])
+        pairs = f[["src_ip", "dst_ip", "dst_port", "t_export"]].drop_duplicates(
+            ["src_ip", "dst_ip", "dst_port"]
+        )
         fanout = pairs.groupby("src_ip", observed=True).agg(
             pairs=("dst_port", "size"), hosts=("dst_ip", "nunique"), t=("t_export", "min")
         )
@@ -86,7 +92,9 @@ class ConduitPolicy(Detector):
             ))  # fmt: skip
         return alerts
 
-    def _grouped(self, flows: pd.DataFrame, severity: str, technique: str, what: str) -> list[Alert]:
+    def _grouped(
+        self, flows: pd.DataFrame, severity: str, technique: str, what: str
+    ) -> list[Alert]:
         """One alert per source and destination zone, naming the paths it tried."""
         if flows.empty:
             return []
@@ -95,7 +103,9 @@ class ConduitPolicy(Detector):
         paths["dst_zone"] = site.zones_of(paths["dst_ip"])
         out = []
         for (src, zone), g in paths.groupby(["src_ip", "dst_zone"], sort=True):
-            targets = [f"{site.name(d)}:{p}" for d, p in zip(g["dst_ip"], g["dst_port"], strict=True)]
+            targets = [
+                f"{site.name(d)}:{p}" for d, p in zip(g["dst_ip"], g["dst_port"], strict=True)
+            ]
             dst = str(g["dst_ip"].iloc[0]) if g["dst_ip"].nunique() == 1 else ""
             out.append(self._alert(
                 float(g["t"].min()), severity, technique, src, dst,
@@ -103,6 +113,8 @@ class ConduitPolicy(Detector):
             ))  # fmt: skip
         return out
 
-    def _alert(self, t: float, severity: str, technique: str, src: str, dst: str, reason: str) -> Alert:
+    def _alert(
+        self, t: float, severity: str, technique: str, src: str, dst: str, reason: str
+    ) -> Alert:
         d = self.site_.device(src) or (self.site_.device(dst) if dst else None)
         return Alert(t, self.name, severity, d.name if d else src, src, dst, technique, reason)

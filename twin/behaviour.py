@@ -40,7 +40,6 @@ class Behaviour:
         self.interval = export_interval
         self.rng = rng
         self.poll_ports: dict[tuple[str, str], int] = {}  # (poller, device) -> source port
-        self.alarms: set[tuple[str, str]] = set()
 
     def start(self) -> None:
         fac = self.facility
@@ -66,13 +65,15 @@ class Behaviour:
 
     def _poll(self, poller: Device, device: Device, every: float) -> None:
         regs = KINDS[device.kind].registers
-        blocks = [(table, regs.span(table)) for table in READ_FC]
-        blocks = [(t, s) for t, s in blocks if s is not None]
+        blocks = [(t, span) for t in READ_FC if (span := regs.span(t)) is not None]
         if not blocks:
             return
         polls = self.interval / every
         req = sum(HEADER + 12 for _ in blocks)
-        resp = sum(HEADER + 9 + (2 * n if t in ("holding", "input") else (n + 7) // 8) for t, (_, n) in blocks)
+        resp = sum(
+            HEADER + 9 + (2 * n if t in ("holding", "input") else (n + 7) // 8)
+            for t, (_, n) in blocks
+        )
         sport = self.net.ephemeral_port()
         self.poll_ports[(poller.name, device.name)] = sport
         self.net.add_standing(
@@ -127,40 +128,50 @@ class Behaviour:
             yield self.env.timeout(3600.0 - self.env.now % 3600.0)
 
     def _alarms(self, bms: Device, polled: list[Device]) -> Generator[simpy.Event, Any, None]:
-        """Raise and clear high-temperature, tank and communication alarms from polled values."""
-        vavs = [d for d in polled if d.kind == "vav"]
-        plcs = [d for d in polled if d.kind == "plc"]
-        vav_idx = np.array([d.index for d in vavs], dtype=np.int64)
-        plc_idx = np.array([d.index for d in plcs], dtype=np.int64)
+        """Raise and clear communication, high-temperature and tank alarms from polled values.
+
+        Vectorised: only changes of state produce events, and reachability is recomputed
+        only when the policy changes (a response or a blocked conduit).
+        """
+        hvac, tanks = self.plant.hvac, self.plant.tanks
+        vav = np.array([d.kind == "vav" for d in polled])
+        plc = np.array([d.kind == "plc" for d in polled])
+        index = np.array([d.index for d in polled], dtype=np.int64)
         threshold = bms.params.high_temp_alarm_c
+        reachable = np.ones(len(polled), dtype=bool)
+        lost = np.zeros(len(polled), dtype=bool)
+        hot = np.zeros(len(polled), dtype=bool)
+        high = np.zeros(len(polled), dtype=bool)
+        version = -1
         while True:
             yield self.env.timeout(self.interval)
             t = self.env.now
-            hvac, tanks = self.plant.hvac, self.plant.tanks
-            hot = hvac.measured[vav_idx] > threshold if vav_idx.size else np.zeros(0, bool)
-            tripped = tanks.alarm[plc_idx] > 0 if plc_idx.size else np.zeros(0, bool)
-            for devices, flags, what, values in (
-                (vavs, hot, "high_temperature", hvac.measured[vav_idx] if vav_idx.size else []),
-                (plcs, tripped, "high_level", tanks.level[plc_idx] if plc_idx.size else []),
+            if version != self.net.policy.version:
+                version = self.net.policy.version
+                reachable = np.array(
+                    [self.net.reachable(bms.ip, d.ip, 502) for d in polled], dtype=bool
+                )
+            value = np.full(len(polled), np.nan)
+            value[vav] = hvac.measured[index[vav]]
+            value[plc] = tanks.level[index[plc]]
+            now_hot = vav & reachable & (np.nan_to_num(value, nan=-np.inf) > threshold)
+            now_high = plc & reachable & (tanks.alarm[index * plc] > 0)
+            for state, new, what in (
+                (lost, ~reachable, "comm_loss"),
+                (hot, now_hot, "high_temperature"),
+                (high, now_high, "high_level"),
             ):
-                for d, flag, value in zip(devices, flags, values, strict=True):
-                    reachable = self.net.reachable(bms.ip, d.ip, 502)
-                    self._alarm(t, d, "comm_loss", not reachable, float("nan"))
-                    if reachable:
-                        self._alarm(t, d, what, bool(flag), float(value))
-
-    def _alarm(self, t: float, device: Device, what: str, active: bool, value: float) -> None:
-        key = (device.name, what)
-        if active and key not in self.alarms:
-            self.alarms.add(key)
-            self.events.add(t, device.name, device.ip, "alarm_raised", detail=what, value=value)
-        elif not active and key in self.alarms:
-            self.alarms.discard(key)
-            self.events.add(t, device.name, device.ip, "alarm_cleared", detail=what, value=value)
+                for i in np.flatnonzero(state != new):
+                    d = polled[i]
+                    kind = "alarm_raised" if new[i] else "alarm_cleared"
+                    self.events.add(t, d.name, d.ip, kind, detail=what, value=float(value[i]))
+                state[:] = new
 
     def _engineering(self, ws: Device) -> Generator[simpy.Event, Any, None]:
         """Work-hours sessions: read (and sometimes re-write) a controller, log into a web UI."""
-        targets = [d for d in self.facility.resolve_all(ws.params.targets) if "modbus" in d.services]
+        targets = [
+            d for d in self.facility.resolve_all(ws.params.targets) if "modbus" in d.services
+        ]
         browses = [d for d in self.facility.resolve_all(ws.params.browses) if "http" in d.services]
         mean_gap = 10 * 3600.0 / ws.params.sessions_per_day
         while True:
@@ -175,11 +186,15 @@ class Behaviour:
                 span = regs.span("holding")
                 if span is not None:
                     for _ in range(5):
-                        self.net.exchange(ModbusRead(ws.ip, d.ip, "holding", span[0], span[1], sport=sport))
+                        self.net.exchange(
+                            ModbusRead(ws.ip, d.ip, "holding", span[0], span[1], sport=sport)
+                        )
                     if self.rng.random() < 0.3:
                         reg = next(r for r in regs if r.writable and r.table == "holding")
                         raw = round(self.plant.read(reg.state, d.index) * reg.scale)
-                        self.net.exchange(ModbusWrite(ws.ip, d.ip, "holding", reg.address, (raw,), sport=sport))
+                        self.net.exchange(
+                            ModbusWrite(ws.ip, d.ip, "holding", reg.address, (raw,), sport=sport)
+                        )
             if browses:
                 d = browses[int(self.rng.integers(len(browses)))]
                 user, password = self.net.faces.credentials[d.name]
@@ -191,5 +206,7 @@ class Behaviour:
             t = self.env.now
             for d in self.facility.devices:
                 if d.kind != "cloud":
-                    self.events.add(t, d.name, d.ip, "firmware_report", detail=f"{d.firmware} {d.firmware_hash}")
+                    self.events.add(
+                        t, d.name, d.ip, "firmware_report", detail=f"{d.firmware} {d.firmware_hash}"
+                    )
             yield self.env.timeout(ATTESTATION_INTERVAL)

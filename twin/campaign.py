@@ -48,14 +48,18 @@ class StepContext:
     @property
     def source(self) -> tuple[str, str]:
         """(name, ip) the step acts from: its 'from', else the latest foothold, else the origin."""
-        name = self.step.source or (self.attacker.footholds[-1] if self.attacker.footholds else None)
+        name = self.step.source or (
+            self.attacker.footholds[-1] if self.attacker.footholds else None
+        )
         if name is None:
             return self.attacker.name, self.attacker.origin
         return name, self.facility.by_name[name].ip
 
 
 class Campaign:
-    def __init__(self, env: simpy.Environment, net: SimNetwork, facility: Facility, spec: CampaignSpec) -> None:
+    def __init__(
+        self, env: simpy.Environment, net: SimNetwork, facility: Facility, spec: CampaignSpec
+    ) -> None:
         from attacks import TECHNIQUES
 
         self.env = env
@@ -81,10 +85,29 @@ class Campaign:
         if step.delay:
             yield self.env.timeout(step.delay)
         technique = self.techniques[step.technique]
-        ctx = StepContext(self.env, self.net, self.facility, self.attacker, step, technique.params.model_validate(step.params))
-        unmet = technique.precondition(ctx) if step.source is None or step.source in self.attacker.footholds else f"no foothold on {step.source}"
+        ctx = StepContext(
+            self.env,
+            self.net,
+            self.facility,
+            self.attacker,
+            step,
+            technique.params.model_validate(step.params),
+        )
+        unmet = (
+            technique.precondition(ctx)
+            if step.source is None or step.source in self.attacker.footholds
+            else f"no foothold on {step.source}"
+        )
         if unmet is not None:
-            self.skipped.append({"step_id": step.id, "technique": technique.technique_id, "name": technique.name, "t": self.env.now, "reason": unmet})
+            self.skipped.append(
+                {
+                    "step_id": step.id,
+                    "technique": technique.technique_id,
+                    "name": technique.name,
+                    "t": self.env.now,
+                    "reason": unmet,
+                }
+            )
             self._done[step.id].succeed()
             return
         t_start = self.env.now

@@ -49,8 +49,19 @@ def _fmt(value: Any, digits: int = 2) -> str:
 
 
 def score_table(summary: dict[str, Any]) -> Table:
-    table = Table(title=f"scores: {summary['scenario']} on {summary['design']} (seed {summary['seed']})")
-    for col in ("detector", "recall", "precision", "F1", "TTD median s", "TTD p95 s", "false alarms/day", "alerts"):
+    table = Table(
+        title=f"scores: {summary['scenario']} on {summary['design']} (seed {summary['seed']})"
+    )
+    for col in (
+        "detector",
+        "recall",
+        "precision",
+        "F1",
+        "TTD median s",
+        "TTD p95 s",
+        "false alarms/day",
+        "alerts",
+    ):
         table.add_column(col, justify="left" if col == "detector" else "right")
     for s in summary["scores"]:
         table.add_row(
@@ -70,7 +81,11 @@ def print_outcome(summary: dict[str, Any], directory: Path) -> None:
 
     truth = read_table(directory, "truth")
     for r in truth.itertuples():
-        outcome = "succeeded" if r.succeeded else (f"blocked: {r.blocked_by}" if r.blocked_by else "failed")
+        outcome = (
+            "succeeded"
+            if r.succeeded
+            else (f"blocked: {r.blocked_by}" if r.blocked_by else "failed")
+        )
         steps.add_row(str(r.step_id), str(r.technique), str(r.target), outcome)
     for s in imp["steps_not_attempted"]:
         steps.add_row(s["step_id"], s["technique"], "-", f"not attempted: {s['reason']}")
@@ -82,7 +97,11 @@ def print_outcome(summary: dict[str, Any], directory: Path) -> None:
         f"{imp['steps_blocked']} blocked by the design, blast radius {imp['blast_radius']} "
         f"({', '.join(imp['compromised']) or 'none'}); "
         f"{imp['degree_hours_outside_band']:.2f} degree-hours outside comfort/safety bands"
-        + (f", first physical impact {tti / 60:.1f} min after the attack began" if tti is not None else "")
+        + (
+            f", first physical impact {tti / 60:.1f} min after the attack began"
+            if tti is not None
+            else ""
+        )
     )
     out.print(f"results: {directory}  (report: {directory / 'report.html'})")
 
@@ -95,7 +114,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     from twin.scenario import load_scenario
 
     path = resolve_scenario(args.scenario)
-    overrides = {"design": args.design, "duration": args.duration, "seed": args.seed, "backend": args.backend}
+    overrides = {
+        "design": args.design,
+        "duration": args.duration,
+        "seed": args.seed,
+        "backend": args.backend,
+    }
     spec = load_scenario(path, overrides)
     if args.out:
         directory = Path(args.out)
@@ -106,7 +130,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     if show:
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-        bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[sim]}"), TimeElapsedColumn(), console=err)
+        bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[sim]}"),
+            TimeElapsedColumn(),
+            console=err,
+        )
         with bar:
             task = bar.add_task(f"{spec.name} [{spec.design}]", total=spec.duration, sim="")
 
@@ -125,7 +155,9 @@ def _execute(execute: Any, spec: Any, directory: Path, progress: Any, path: Path
     try:
         return execute(spec, directory, progress, str(path))
     except KeyboardInterrupt:
-        err.print(f"interrupted: partial results kept in {directory} (summary.json says status 'interrupted')")
+        err.print(
+            f"interrupted: partial results kept in {directory} (summary.json says status 'interrupted')"
+        )
         raise SystemExit(130) from None
 
 
@@ -142,7 +174,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
             status = 2
         else:
             steps = len(spec.campaign.steps) if spec.campaign else 0
-            out.print(f"{path}: ok ({spec.name}, design {spec.design}, {steps} attack steps)", markup=False)
+            out.print(
+                f"{path}: ok ({spec.name}, design {spec.design}, {steps} attack steps)",
+                markup=False,
+            )
     return status
 
 
@@ -172,7 +207,11 @@ def cmd_list(args: argparse.Namespace) -> int:
         for name, path in shipped_scenarios().items():
             try:
                 raw = read_yaml(path)
-                story = str(raw.get("story", "")).strip().split(". ")[0] if isinstance(raw, dict) else ""
+                story = (
+                    str(raw.get("story", "")).strip().split(". ")[0]
+                    if isinstance(raw, dict)
+                    else ""
+                )
             except ScenarioError:
                 story = "(does not parse: run twin validate)"
             t.add_row(name, story)
@@ -210,26 +249,56 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"twin {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    r = sub.add_parser("run", help="run a scenario and score it", description="Run a scenario: simulate, attack, detect, score; write runs/<id>/.")
-    r.add_argument("scenario", help="scenario file, or the name of a shipped scenario (see: twin list scenarios)")
+    r = sub.add_parser(
+        "run",
+        help="run a scenario and score it",
+        description="Run a scenario: simulate, attack, detect, score; write runs/<id>/.",
+    )
+    r.add_argument(
+        "scenario",
+        help="scenario file, or the name of a shipped scenario (see: twin list scenarios)",
+    )
     r.add_argument("--design", help="segmentation design to use (overrides the scenario)")
     r.add_argument("--duration", help="simulated duration, e.g. 6h, 90m (overrides the scenario)")
     r.add_argument("--seed", type=int, help="random seed (overrides the scenario)")
-    r.add_argument("--backend", choices=["sim", "mininet"], help="network backend (overrides the scenario)")
-    r.add_argument("--out", metavar="DIR", help="results directory (default runs/<time>-<name>-<design>-s<seed>)")
+    r.add_argument(
+        "--backend", choices=["sim", "mininet"], help="network backend (overrides the scenario)"
+    )
+    r.add_argument(
+        "--out",
+        metavar="DIR",
+        help="results directory (default runs/<time>-<name>-<design>-s<seed>)",
+    )
     r.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     r.set_defaults(func=cmd_run)
 
-    v = sub.add_parser("validate", help="check scenario files, reporting every problem", description="Check scenario files; every problem is reported with its field path. Exit status 2 if any is invalid.")
+    v = sub.add_parser(
+        "validate",
+        help="check scenario files, reporting every problem",
+        description="Check scenario files; every problem is reported with its field path. Exit status 2 if any is invalid.",
+    )
     v.add_argument("files", nargs="+", metavar="FILE")
     v.set_defaults(func=cmd_validate)
 
-    s = sub.add_parser("schema", help="print the JSON Schema of scenario files", description="Print the JSON Schema of scenario files, for editor completion.")
+    s = sub.add_parser(
+        "schema",
+        help="print the JSON Schema of scenario files",
+        description="Print the JSON Schema of scenario files, for editor completion.",
+    )
     s.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
     s.set_defaults(func=cmd_schema)
 
-    ls = sub.add_parser("list", help="list shipped scenarios, device kinds, detectors, techniques", description="List what the twin knows.")
-    ls.add_argument("what", nargs="?", default="all", choices=["all", "scenarios", "kinds", "detectors", "techniques"])
+    ls = sub.add_parser(
+        "list",
+        help="list shipped scenarios, device kinds, detectors, techniques",
+        description="List what the twin knows.",
+    )
+    ls.add_argument(
+        "what",
+        nargs="?",
+        default="all",
+        choices=["all", "scenarios", "kinds", "detectors", "techniques"],
+    )
     ls.set_defaults(func=cmd_list)
     return p
 

@@ -13,8 +13,8 @@ from twin.behaviour import Behaviour
 from twin.campaign import Campaign
 from twin.devices import Device
 from twin.errors import BackendError, SimulationError
-from twin.facility import Facility
 from twin.faces import Faces
+from twin.facility import Facility
 from twin.network.flows import FlowMeter, empty_flows
 from twin.network.policy import Policy
 from twin.network.sim import SimNetwork
@@ -46,15 +46,29 @@ class Engine:
         self.events = EventLog()
         fspec = self.facility.spec
         self.plant = Plant(
-            self.facility, spec.start, fspec.outdoor.get("mean_c", 12.0), fspec.outdoor.get("swing_c", 6.0), physics_rng
+            self.facility,
+            spec.start,
+            fspec.outdoor.get("mean_c", 12.0),
+            fspec.outdoor.get("swing_c", 6.0),
+            physics_rng,
         )
         self.faces = Faces(self.facility, self.plant, self.events, lambda: self.env.now)
         self.meter = FlowMeter(spec.export_interval, net_rng)
         policy = Policy(self.facility, spec.design, self.facility.designs[spec.design])
         self.net = SimNetwork(self.env, policy, self.faces, self.meter, net_rng)
-        self.behaviour = Behaviour(self.env, self.facility, self.plant, self.net, self.events, spec.export_interval, behaviour_rng)
+        self.behaviour = Behaviour(
+            self.env,
+            self.facility,
+            self.plant,
+            self.net,
+            self.events,
+            spec.export_interval,
+            behaviour_rng,
+        )
         self.behaviour.start()
-        self.campaign = Campaign(self.env, self.net, self.facility, spec.campaign) if spec.campaign else None
+        self.campaign = (
+            Campaign(self.env, self.net, self.facility, spec.campaign) if spec.campaign else None
+        )
         if self.campaign:
             self.campaign.start()
         self._blocks = self.plant.signals()
@@ -90,8 +104,22 @@ class Engine:
     def act(self, action: Action) -> str:
         """Apply a response now; the next transaction sees it. Logged in the events table."""
         what = action.apply(self)
-        self.events.add(self.now, getattr(action, "device", "") or "", "", "response", detail=what, user=action.reason)
-        self.actions.append({"t": self.now, "action": type(action).__name__, "detail": what, "reason": action.reason})
+        self.events.add(
+            self.now,
+            getattr(action, "device", "") or "",
+            "",
+            "response",
+            detail=what,
+            user=action.reason,
+        )
+        self.actions.append(
+            {
+                "t": self.now,
+                "action": type(action).__name__,
+                "detail": what,
+                "reason": action.reason,
+            }
+        )
         return what
 
     def truth(self) -> pd.DataFrame:
@@ -100,7 +128,9 @@ class Engine:
         df = pd.DataFrame(self.campaign.rows)
         df["flow_ids"] = [self.meter.caused.get(s, []) for s in df["step_id"]]
         df["event_ids"] = [self.events.caused.get(s, []) for s in df["step_id"]]
-        return df[list(TRUTH_COLUMNS)].astype({k: v for k, v in TRUTH_COLUMNS.items() if v != "object"})
+        return df[list(TRUTH_COLUMNS)].astype(
+            {k: v for k, v in TRUTH_COLUMNS.items() if v != "object"}
+        )
 
     # -- the clock --------------------------------------------------------------------------
 
@@ -118,7 +148,14 @@ class Engine:
             doors, swipes = self.plant.step(t - dt, dt)
             for door, n in zip(doors.tolist(), swipes.tolist(), strict=True):
                 reader = self._readers[door]
-                self.events.add(t, reader.name, reader.ip, "badge_swipe", detail=self.plant.door_names[door], value=float(n))
+                self.events.add(
+                    t,
+                    reader.name,
+                    reader.ip,
+                    "badge_swipe",
+                    detail=self.plant.door_names[door],
+                    value=float(n),
+                )
             if step % per_sample == 0:
                 self._sample(t)
             if step % per_export == 0:
@@ -136,7 +173,9 @@ class Engine:
 
     def _sample(self, t: float) -> None:
         values = np.concatenate([b.value() for b in self._blocks]) if self._blocks else np.zeros(0)
-        reported = np.concatenate([b.reported() for b in self._blocks]) if self._blocks else np.zeros(0)
+        reported = (
+            np.concatenate([b.reported() for b in self._blocks]) if self._blocks else np.zeros(0)
+        )
         self._samples.append((t, values.astype(float), reported.astype(float)))
         self.harm.observe(t)
 
@@ -187,8 +226,16 @@ class Harm:
             self.first_impact = t
 
     def summary(self) -> dict[str, Any]:
-        rooms = {r: round(float(v), 3) for r, v in zip(self.plant.rooms, self.degree_hours, strict=True) if v > 0}
-        tanks = {t: round(float(v), 1) for t, v in zip(self.plant.tank_names, self.unsafe_tank_minutes, strict=True) if v > 0}
+        rooms = {
+            r: round(float(v), 3)
+            for r, v in zip(self.plant.rooms, self.degree_hours, strict=True)
+            if v > 0
+        }
+        tanks = {
+            t: round(float(v), 1)
+            for t, v in zip(self.plant.tank_names, self.unsafe_tank_minutes, strict=True)
+            if v > 0
+        }
         return {
             "degree_hours_outside_band": round(float(self.degree_hours.sum()), 3),
             "rooms_outside_band": rooms,

@@ -29,7 +29,9 @@ class Faces:
     answers from real server processes.
     """
 
-    def __init__(self, facility: Facility, plant: Plant, events: EventLog, now: Callable[[], float]) -> None:
+    def __init__(
+        self, facility: Facility, plant: Plant, events: EventLog, now: Callable[[], float]
+    ) -> None:
         self.facility = facility
         self.plant = plant
         self.events = events
@@ -59,12 +61,18 @@ class Faces:
     def _read(self, device: Device, txn: ModbusRead) -> Reply:
         regs = KINDS[device.kind].registers
         if not 1 <= txn.count <= MAX_READ:
-            return Reply("exception", f"read of {txn.count} registers", exception_code=ILLEGAL_VALUE)
+            return Reply(
+                "exception", f"read of {txn.count} registers", exception_code=ILLEGAL_VALUE
+            )
         values = []
         for address in range(txn.address, txn.address + txn.count):
             reg = regs.at(txn.table, address)
             if reg is None:
-                return Reply("exception", f"no {txn.table} register {address}", exception_code=ILLEGAL_ADDRESS)
+                return Reply(
+                    "exception",
+                    f"no {txn.table} register {address}",
+                    exception_code=ILLEGAL_ADDRESS,
+                )
             raw = round(self.plant.read(reg.state, device.index) * reg.scale)
             values.append(raw / reg.scale)
         return Reply("ok", values=tuple(values))
@@ -81,7 +89,11 @@ class Faces:
                 )  # fmt: skip
             value = raw / reg.scale
             if reg.limits and not reg.limits[0] <= value <= reg.limits[1]:
-                return Reply("exception", f"{reg.name}={value:g} outside {reg.limits}", exception_code=ILLEGAL_VALUE)
+                return Reply(
+                    "exception",
+                    f"{reg.name}={value:g} outside {reg.limits}",
+                    exception_code=ILLEGAL_VALUE,
+                )
             changes.append((reg, value))
         for reg, value in changes:
             self.plant.write(reg.state, device.index, value)

@@ -74,8 +74,10 @@ class Facility:
                 taken.add(ip)
                 index = per_kind.get(ds.kind, 0)
                 per_kind[ds.kind] = index + 1
-                firmware_hash = ds.firmware_hash or _digest("fw", ds.vendor, ds.model, ds.firmware, n=32)
-                default_user, default_pw = kind.default_credentials[0]
+                firmware_hash = ds.firmware_hash or _digest(
+                    "fw", ds.vendor, ds.model, ds.firmware, n=32
+                )
+                default_pw = kind.default_credentials[0][1]
                 password = default_pw if ds.credentials == "default" else _digest("pw", name, n=12)
                 device = Device(
                     name=name,

@@ -46,7 +46,9 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def execute(spec: ScenarioSpec, out: Path, progress: Progress | None = None, source: str = "") -> RunResult:
+def execute(
+    spec: ScenarioSpec, out: Path, progress: Progress | None = None, source: str = ""
+) -> RunResult:
     """Run a checked scenario into `out`. Whatever happens, what was computed is kept on disk."""
     facility = Facility.build(facility_of(spec))
     dspecs = detector_specs(spec)

@@ -77,7 +77,9 @@ def read_yaml(path: Path) -> Any:
     except FileNotFoundError:
         raise ScenarioError([Problem("", f"no such file: {path}")], str(path)) from None
     except OSError as exc:
-        raise ScenarioError([Problem("", f"cannot read {path}: {exc.strerror}")], str(path)) from None
+        raise ScenarioError(
+            [Problem("", f"cannot read {path}: {exc.strerror}")], str(path)
+        ) from None
     try:
         return yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
@@ -116,7 +118,7 @@ def room_names(raw: Any) -> tuple[set[str], set[str]]:
     for _, d in _dicts(raw, "devices"):
         if d.get("kind") != "vav":
             continue
-        params = d.get("params") if isinstance(d.get("params"), dict) else {}
+        params: dict[str, Any] = d["params"] if isinstance(d.get("params"), dict) else {}
         prefix = str(params.get("room") or d.get("name"))
         prefixes.add(prefix)
         rooms.update(_expanded_names(prefix, _count(d)))
@@ -186,14 +188,20 @@ def check_facility(raw: Any, prefix: str = "") -> list[Problem]:
                 if _count(d) > 1:
                     bad(f"devices[{i}].ip", "a fixed address needs count 1")
                 if str(addr) in addresses:
-                    bad(f"devices[{i}].ip", f"duplicate address {addr} (also {addresses[str(addr)]})")
+                    bad(
+                        f"devices[{i}].ip",
+                        f"duplicate address {addr} (also {addresses[str(addr)]})",
+                    )
                 addresses[str(addr)] = str(d.get("name"))
-                net = zones.get(str(zone))
-                if net is not None and addr not in net:
-                    bad(f"devices[{i}].ip", f"{addr} is outside zone {zone!r} ({net})")
+                zone_net = zones.get(str(zone))
+                if zone_net is not None and addr not in zone_net:
+                    bad(f"devices[{i}].ip", f"{addr} is outside zone {zone!r} ({zone_net})")
         for j, svc in enumerate(d.get("services") or []):
             if svc not in schema.SERVICES:
-                bad(f"devices[{i}].services[{j}]", f"unknown service {svc!r}{suggest(svc, schema.SERVICES)}")
+                bad(
+                    f"devices[{i}].services[{j}]",
+                    f"unknown service {svc!r}{suggest(svc, schema.SERVICES)}",
+                )
         params = d.get("params", {})
         if kind is not None and isinstance(params, dict):
             try:
@@ -223,24 +231,27 @@ def check_facility(raw: Any, prefix: str = "") -> list[Problem]:
                         bad(f"devices[{i}].params.polls[{k}]", f"unknown zone or device {target!r}")
 
     for zone, n in per_zone.items():
-        net = zones.get(zone)
-        if net is not None and n > net.num_addresses - 12:
-            bad("devices", f"zone {zone!r} ({net}) is too small for its {n} devices")
+        capacity = zones.get(zone)
+        if capacity is not None and n > capacity.num_addresses - 12:
+            bad("devices", f"zone {zone!r} ({capacity}) is too small for its {n} devices")
 
     designs = raw.get("designs") if isinstance(raw, dict) else None
     endpoints = names | set(zones)
     for dname, design in (designs or {}).items() if isinstance(designs, dict) else []:
         for j, c in _dicts(design, "conduits"):
             for end in ("from", "to"):
-                ref = c.get(end)
-                if isinstance(ref, str) and ref not in endpoints:
+                endpoint = c.get(end)
+                if isinstance(endpoint, str) and endpoint not in endpoints:
                     bad(
                         f"designs.{dname}.conduits[{j}].{end}",
-                        f"unknown zone or device {ref!r}{suggest(ref, endpoints)}",
+                        f"unknown zone or device {endpoint!r}{suggest(endpoint, endpoints)}",
                     )
             for k, svc in enumerate(c.get("services") or []):
                 if isinstance(svc, int) and not 1 <= svc <= 65535:
-                    bad(f"designs.{dname}.conduits[{j}].services[{k}]", f"port {svc} outside 1..65535")
+                    bad(
+                        f"designs.{dname}.conduits[{j}].services[{k}]",
+                        f"port {svc} outside 1..65535",
+                    )
                 elif isinstance(svc, str) and svc not in schema.SERVICES:
                     bad(
                         f"designs.{dname}.conduits[{j}].services[{k}]",
@@ -285,7 +296,9 @@ def _check_campaign(spec: ScenarioSpec, facility: FacilitySpec) -> list[Problem]
     origin_zone = site.zone_of_ip(campaign.attacker.origin)
     if origin_zone is None or site.zones[origin_zone].purpose != "internet":
         problems.append(
-            Problem("campaign.attacker.origin", f"{campaign.attacker.origin} is not in an internet zone")
+            Problem(
+                "campaign.attacker.origin", f"{campaign.attacker.origin} is not in an internet zone"
+            )
         )
     ids = [s.id for s in campaign.steps]
     for i, step in enumerate(campaign.steps):
@@ -303,7 +316,9 @@ def _check_campaign(spec: ScenarioSpec, facility: FacilitySpec) -> list[Problem]
         if (step.at is None) == (step.after is None):
             problems.append(Problem(path, "give exactly one of 'at' and 'after'"))
         if step.after is not None and step.after not in ids:
-            problems.append(Problem(f"{path}.after", f"unknown step {step.after!r}{suggest(step.after, ids)}"))
+            problems.append(
+                Problem(f"{path}.after", f"unknown step {step.after!r}{suggest(step.after, ids)}")
+            )
         if step.at is not None and step.at < spec.warmup:
             problems.append(
                 Problem(
@@ -316,7 +331,11 @@ def _check_campaign(spec: ScenarioSpec, facility: FacilitySpec) -> list[Problem]
             ref = getattr(step, field)
             if ref is not None and ref not in site.by_name:
                 label = "from" if field == "source" else field
-                problems.append(Problem(f"{path}.{label}", f"unknown device {ref!r}{suggest(ref, site.by_name)}"))
+                problems.append(
+                    Problem(
+                        f"{path}.{label}", f"unknown device {ref!r}{suggest(ref, site.by_name)}"
+                    )
+                )
         if technique is not None:
             try:
                 params = technique.params.model_validate(step.params)
@@ -331,7 +350,12 @@ def _check_campaign(spec: ScenarioSpec, facility: FacilitySpec) -> list[Problem]
         seen, cur = {step.id}, step.after
         while cur is not None and cur in after:
             if cur in seen:
-                problems.append(Problem(f"campaign.steps[{i}].after", f"steps wait on each other in a cycle ({cur!r})"))
+                problems.append(
+                    Problem(
+                        f"campaign.steps[{i}].after",
+                        f"steps wait on each other in a cycle ({cur!r})",
+                    )
+                )
                 break
             seen.add(cur)
             cur = after[cur]
@@ -347,10 +371,16 @@ def _check_detectors(spec: ScenarioSpec) -> list[Problem]:
         cls = REGISTRY.get(entry.name)
         if cls is None:
             problems.append(
-                Problem(f"detectors[{i}]", f"unknown detector {entry.name!r}{suggest(entry.name, REGISTRY)}")
+                Problem(
+                    f"detectors[{i}]",
+                    f"unknown detector {entry.name!r}{suggest(entry.name, REGISTRY)}",
+                )
             )
             continue
-        problems.extend(Problem(f"detectors[{i}].params{p.path}", p.message) for p in check_params(cls, entry.params))
+        problems.extend(
+            Problem(f"detectors[{i}].params{p.path}", p.message)
+            for p in check_params(cls, entry.params)
+        )
     return problems
 
 
@@ -369,7 +399,9 @@ def parse_scenario(
         try:
             loaded = read_yaml(fpath)
         except ScenarioError as exc:
-            problems.extend(Problem(join(f"facility({facility_raw})", p.path), p.message) for p in exc.problems)
+            problems.extend(
+                Problem(join(f"facility({facility_raw})", p.path), p.message) for p in exc.problems
+            )
         else:
             facility, fp = parse_facility(loaded, f"facility({facility_raw})")
             problems.extend(fp)
@@ -391,8 +423,20 @@ def parse_scenario(
     if spec is not None:
         if spec.warmup >= spec.duration:
             problems.append(
-                Problem("warmup", f"warm-up ({spec.warmup:g} s) must be shorter than the duration ({spec.duration:g} s)")
+                Problem(
+                    "warmup",
+                    f"warm-up ({spec.warmup:g} s) must be shorter than the duration ({spec.duration:g} s)",
+                )
             )
+        for name in ("export_interval", "sample_interval"):
+            value = getattr(spec, name)
+            if abs(value / spec.physics_step - round(value / spec.physics_step)) > 1e-9:
+                problems.append(
+                    Problem(
+                        name,
+                        f"{value:g} s is not a multiple of physics_step ({spec.physics_step:g} s)",
+                    )
+                )
         problems.extend(_check_detectors(spec))
     if spec is not None and facility is not None:
         if spec.design not in facility.designs:

@@ -25,7 +25,9 @@ def parse_duration(value: Any) -> float:
         if len(parts) == 1 or all(unit for _, unit in parts):
             total = sum(float(n) * _UNITS[unit or "s"] for n, unit in parts)
             return -total if value.strip().startswith("-") else total
-    raise ValueError(f"expected a duration such as 90, '90s', '15m', '6h' or '3h30m', got {value!r}")
+    raise ValueError(
+        f"expected a duration such as 90, '90s', '15m', '6h' or '3h30m', got {value!r}"
+    )
 
 
 def _positive(value: float) -> float:
@@ -43,8 +45,12 @@ def _non_negative(value: float) -> float:
 _duration_schema = WithJsonSchema(
     {"anyOf": [{"type": "number"}, {"type": "string", "pattern": _DURATION.pattern}]}
 )
-Duration = Annotated[float, BeforeValidator(lambda v: _positive(parse_duration(v))), _duration_schema]
-Delay = Annotated[float, BeforeValidator(lambda v: _non_negative(parse_duration(v))), _duration_schema]
+Duration = Annotated[
+    float, BeforeValidator(lambda v: _positive(parse_duration(v))), _duration_schema
+]
+Delay = Annotated[
+    float, BeforeValidator(lambda v: _non_negative(parse_duration(v))), _duration_schema
+]
 
 
 def _subnet(value: Any) -> str:
@@ -129,7 +135,9 @@ class FacilitySpec(Model):
 
 class AttackerSpec(Model):
     name: str = "attacker"
-    origin: Address = Field(description="where the attacker starts: an address in the internet zone")
+    origin: Address = Field(
+        description="where the attacker starts: an address in the internet zone"
+    )
 
 
 class StepSpec(Model):

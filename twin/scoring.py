@@ -29,7 +29,10 @@ class DetectorScore:
     false_alarms_per_day: float
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in asdict(self).items()}
+        return {
+            k: (None if isinstance(v, float) and math.isnan(v) else v)
+            for k, v in asdict(self).items()
+        }
 
 
 def merge_alerts(alerts: pd.DataFrame, window: float = MERGE_WINDOW) -> pd.DataFrame:
@@ -47,7 +50,9 @@ def merge_alerts(alerts: pd.DataFrame, window: float = MERGE_WINDOW) -> pd.DataF
     )
     gid = new_group.cumsum()
     names = a[["device", "src_ip", "dst_ip"]].astype(str).agg(lambda r: {x for x in r if x}, axis=1)
-    merged = pd.DataFrame({"gid": gid, "detector": a["detector"], "device": a["device"], "t": a["t"], "names": names})
+    merged = pd.DataFrame(
+        {"gid": gid, "detector": a["detector"], "device": a["device"], "t": a["t"], "names": names}
+    )
     out = merged.groupby("gid", sort=True).agg(
         detector=("detector", "first"),
         device=("device", "first"),
@@ -58,8 +63,12 @@ def merge_alerts(alerts: pd.DataFrame, window: float = MERGE_WINDOW) -> pd.DataF
     return out.reset_index(drop=True)
 
 
-def _step_names(step: pd.Series) -> tuple[set[str], list[ipaddress.IPv4Network | ipaddress.IPv6Network]]:
-    names = {str(step[c]) for c in ("attacker", "attacker_ip", "target", "target_ip") if str(step[c])}
+def _step_names(
+    step: pd.Series,
+) -> tuple[set[str], list[ipaddress.IPv4Network | ipaddress.IPv6Network]]:
+    names = {
+        str(step[c]) for c in ("attacker", "attacker_ip", "target", "target_ip") if str(step[c])
+    }
     nets = []
     for part in str(step["target_ip"]).split(","):
         if "/" in part:
@@ -91,15 +100,27 @@ def score_alerts(
     detected = 0
     ttds: list[float] = []
     matched = np.zeros(len(merged), dtype=bool)
-    raw = alerts.assign(
-        names=alerts[["device", "src_ip", "dst_ip"]].astype(str).agg(lambda r: {x for x in r if x}, axis=1)
-    ) if not alerts.empty else alerts
+    raw = (
+        alerts.assign(
+            names=alerts[["device", "src_ip", "dst_ip"]]
+            .astype(str)
+            .agg(lambda r: {x for x in r if x}, axis=1)
+        )
+        if not alerts.empty
+        else alerts
+    )
     for _, step in steps.iterrows():
         step_names, nets = _step_names(step)
         lo, hi = float(step["t_start"]), float(step["t_end"]) + float(step["grace"])
-        hit_times = [
-            float(r.t) for r in raw.itertuples() if lo <= r.t <= hi and _names_step(r.names, step_names, nets)
-        ] if not raw.empty else []
+        hit_times = (
+            [
+                float(r.t)
+                for r in raw.itertuples()
+                if lo <= r.t <= hi and _names_step(r.names, step_names, nets)
+            ]
+            if not raw.empty
+            else []
+        )
         if hit_times:
             detected += 1
             ttds.append(max(0.0, min(hit_times) - lo))
@@ -129,18 +150,26 @@ def score_alerts(
     )
 
 
-def score_run(truth: pd.DataFrame, alerts: pd.DataFrame, detectors: list[str], monitored_s: float) -> list[DetectorScore]:
+def score_run(
+    truth: pd.DataFrame, alerts: pd.DataFrame, detectors: list[str], monitored_s: float
+) -> list[DetectorScore]:
     """One score per detector, then the ensemble (all alerts together)."""
-    scores = [score_alerts(truth, alerts[alerts["detector"] == d], monitored_s, d) for d in detectors]
+    scores = [
+        score_alerts(truth, alerts[alerts["detector"] == d], monitored_s, d) for d in detectors
+    ]
     if len(detectors) > 1:
         scores.append(score_alerts(truth, alerts.assign(detector=ENSEMBLE), monitored_s, ENSEMBLE))
     return scores
 
 
-def impact(truth: pd.DataFrame, harm: dict[str, Any], skipped: list[dict[str, Any]]) -> dict[str, Any]:
+def impact(
+    truth: pd.DataFrame, harm: dict[str, Any], skipped: list[dict[str, Any]]
+) -> dict[str, Any]:
     """Blast radius, steps stopped by the design, and physical harm."""
     ok = truth[truth["succeeded"]] if not truth.empty else truth
-    compromised = sorted({str(t) for t in ok["target"] if t and "/" not in str(t)}) if not ok.empty else []
+    compromised = (
+        sorted({str(t) for t in ok["target"] if t and "/" not in str(t)}) if not ok.empty else []
+    )
     blocked = truth[truth["blocked_by"].astype(str).str.len() > 0] if not truth.empty else truth
     first_attack = float(truth["t_start"].min()) if not truth.empty else None
     first_impact = harm.get("first_physical_impact_s")
@@ -154,7 +183,9 @@ def impact(truth: pd.DataFrame, harm: dict[str, Any], skipped: list[dict[str, An
         "compromised": compromised,
         "time_to_physical_impact_s": (
             first_impact - first_attack
-            if first_impact is not None and first_attack is not None and first_impact >= first_attack
+            if first_impact is not None
+            and first_attack is not None
+            and first_impact >= first_attack
             else None
         ),
         **harm,

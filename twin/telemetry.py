@@ -151,7 +151,11 @@ class RunWriter:
     def __init__(self, directory: Path) -> None:
         self.dir = directory
         self.dir.mkdir(parents=True, exist_ok=True)
-        for stale in [*self.dir.glob("*.parquet"), *self.dir.glob("*.part"), self.dir / "summary.json"]:
+        for stale in [
+            *self.dir.glob("*.parquet"),
+            *self.dir.glob("*.part"),
+            self.dir / "summary.json",
+        ]:
             stale.unlink(missing_ok=True)
         self._writers: dict[str, pq.ParquetWriter] = {}
         self.rows: dict[str, int] = dict.fromkeys(TABLES, 0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -79,7 +80,7 @@ class RegisterMap:
         object.__setattr__(self, "_by_name", by_name)
         object.__setattr__(self, "_by_address", by_address)
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[Register]:
         return iter(self.registers)
 
     def __len__(self) -> int:

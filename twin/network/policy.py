@@ -51,7 +51,9 @@ class Policy:
             src, src_zones = self._members(c.from_)
             dst, dst_zones = self._members(c.to)
             self.conduits.append(
-                Conduit(f"{c.from_}->{c.to}#{i}", src, dst, _ports(c.services), src_zones, dst_zones)
+                Conduit(
+                    f"{c.from_}->{c.to}#{i}", src, dst, _ports(c.services), src_zones, dst_zones
+                )
             )
         self.quarantined: set[str] = set()  # IPs
         self.blocked: set[str] = set()  # conduit names

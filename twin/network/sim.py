@@ -35,7 +35,14 @@ class SimNetwork:
 
     name = "sim"
 
-    def __init__(self, env: simpy.Environment, policy: Policy, faces: Faces, meter: FlowMeter, rng: np.random.Generator) -> None:
+    def __init__(
+        self,
+        env: simpy.Environment,
+        policy: Policy,
+        faces: Faces,
+        meter: FlowMeter,
+        rng: np.random.Generator,
+    ) -> None:
         self.env = env
         self.policy = policy
         self.faces = faces
@@ -99,7 +106,16 @@ class SimNetwork:
         common: dict[str, Any] = {"cause": txn.cause, "encrypted": app in ENCRYPTED_APPS}
         now = self.env.now
         if reply.status in ("blocked", "no_host"):
-            self.meter.record(key, now, app, packets=2, bytes=2 * (HEADER + 6), tcp_flags="S", blocked=reply.status == "blocked", **common)
+            self.meter.record(
+                key,
+                now,
+                app,
+                packets=2,
+                bytes=2 * (HEADER + 6),
+                tcp_flags="S",
+                blocked=reply.status == "blocked",
+                **common,
+            )
             return
         if reply.status == "closed" or isinstance(txn, Probe):
             opened = reply.status != "closed"
@@ -112,7 +128,9 @@ class SimNetwork:
         if isinstance(txn, ModbusRead | ModbusWrite):
             if isinstance(txn, ModbusRead):
                 req = 12
-                resp = 9 + (2 * txn.count if txn.table in ("holding", "input") else (txn.count + 7) // 8)
+                resp = 9 + (
+                    2 * txn.count if txn.table in ("holding", "input") else (txn.count + 7) // 8
+                )
             else:
                 req = 12 if len(txn.values) == 1 else 13 + 2 * len(txn.values)
                 resp = 12
@@ -125,7 +143,9 @@ class SimNetwork:
                 fc=function_code(txn), unit=txn.unit, exception=reply.status == "exception", **common,
             )  # fmt: skip
         elif isinstance(txn, Login):
-            fwd, rev, size, size_rev = (5, 5, 420, 1100) if txn.service == "http" else (9, 9, 90, 380)
+            fwd, rev, size, size_rev = (
+                (5, 5, 420, 1100) if txn.service == "http" else (9, 9, 90, 380)
+            )
             self.meter.record(
                 key, now, app, packets=fwd, bytes=HEADER * fwd + size, packets_rev=rev,
                 bytes_rev=HEADER * rev + size_rev, tcp_flags="SAPF",
@@ -144,7 +164,8 @@ class SimNetwork:
     def standing_mask(self) -> np.ndarray:
         if self._mask is None or self._mask_version != self.policy.version:
             self._mask = np.array(
-                [self.reachable(f.src_ip, f.dst_ip, f.dport) for f in self.meter.standing], dtype=bool
+                [self.reachable(f.src_ip, f.dst_ip, f.dport) for f in self.meter.standing],
+                dtype=bool,
             )
             self._mask_version = self.policy.version
         return self._mask

@@ -131,7 +131,9 @@ class Plant:
         fac = self.facility
         ctrls = fac.of_kind("door_controller")
         group_size = {g: len(m) for g, m in fac.groups.items()}
-        names = [member_name(c.params.door or c.group, c.member, group_size[c.group]) for c in ctrls]
+        names = [
+            member_name(c.params.door or c.group, c.member, group_size[c.group]) for c in ctrls
+        ]
         n = len(ctrls)
         doors = Doors(
             locked=np.ones(n),
@@ -145,7 +147,8 @@ class Plant:
             unbadged_entries=np.zeros(n),
         )
         readers = {
-            r.name: fac.pick(r.params.controller, r.member).index for r in fac.of_kind("badge_reader")
+            r.name: fac.pick(r.params.controller, r.member).index
+            for r in fac.of_kind("badge_reader")
         }
         return doors, names, readers
 
@@ -214,7 +217,9 @@ class Plant:
         self.outdoor_c = self.outdoor(t)
         occ = self.occupancy(t)
         rng = self.rng
-        self.hvac.step(dt_s, self.outdoor_c, occ, self.solar(t), rng.standard_normal(self.hvac.temp.size))
+        self.hvac.step(
+            dt_s, self.outdoor_c, occ, self.solar(t), rng.standard_normal(self.hvac.temp.size)
+        )
         self.tanks.step(dt_s, rng.standard_normal(self.tanks.level.size))
         self._read_sensors(rng.standard_normal(self.sensor_room.size))
         return self.doors.step(dt_s, occ, rng)

@@ -35,12 +35,16 @@ class TankLoop:
     def step(self, dt: float, noise: Array) -> None:
         """One scan: hysteresis control, interlock and alarm, then integrate the level."""
         level = self.level
-        self.pump = np.where(level <= self.low_sp, 1.0, np.where(level >= self.high_sp, 0.0, self.pump))
+        self.pump = np.where(
+            level <= self.low_sp, 1.0, np.where(level >= self.high_sp, 0.0, self.pump)
+        )
         tripped = level >= self.trip_sp
         self.alarm = np.where(tripped, 1.0, np.where(level < self.high_sp, 0.0, self.alarm))
         self.pump = np.where(tripped & (self.interlock > 0), 0.0, self.pump)
         q_out = self.valve * self.outlet_k * np.sqrt(np.maximum(level, 0.0))
-        self.level = np.clip(level + dt * (self.pump * self.pump_flow - q_out) / self.area, 0.0, self.height)
+        self.level = np.clip(
+            level + dt * (self.pump * self.pump_flow - q_out) / self.area, 0.0, self.height
+        )
         self.pressure = G * self.level
         dry = self.level < 0.3
         self.vibration = self.pump * (2.0 + 0.1 * noise + 6.0 * dry)

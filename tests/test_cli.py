@@ -1,0 +1,87 @@
+"""The `twin` command as a user meets it: help, listings, runs, and wrong input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+
+def twin(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "twin.cli", *args], capture_output=True, text=True, cwd=cwd
+    )
+
+
+@pytest.mark.parametrize("command", [[], ["run"], ["validate"], ["schema"], ["list"]])
+def test_help_everywhere(command: list[str]) -> None:
+    """Every command answers --help with a usage line and exits 0."""
+    proc = twin(*command, "--help")
+    assert proc.returncode == 0 and proc.stdout.startswith("usage: twin")
+
+
+def test_wrong_flag_is_named_with_status_2() -> None:
+    """A mistyped flag is named; nothing runs."""
+    proc = twin("run", "flagship", "--desing", "zoned")
+    assert proc.returncode == 2 and "--desing" in proc.stderr
+
+
+def test_list_shows_scenarios_kinds_detectors_techniques() -> None:
+    """`twin list` names what ships: the flagship and its story, kinds, detectors, techniques."""
+    proc = twin("list")
+    assert proc.returncode == 0
+    for word in (
+        "flagship",
+        "A contractor left the lobby camera",
+        "door_controller",
+        "allowlist",
+        "T0846",
+    ):
+        assert word in proc.stdout
+
+
+def test_schema_is_json() -> None:
+    """`twin schema` prints a JSON Schema document."""
+    assert json.loads(twin("schema").stdout)["title"] == "twin scenario"
+
+
+def test_run_prints_truth_and_scores(tmp_path: Path) -> None:
+    """`twin run` with overrides prints the steps, the score table and where results are."""
+    out = tmp_path / "r"
+    proc = twin(
+        "run",
+        "flagship",
+        "--design",
+        "zoned",
+        "--duration",
+        "3h45m",
+        "--seed",
+        "3",
+        "--out",
+        str(out),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "blocked: design zoned" in proc.stdout
+    assert "scores: flagship on zoned (seed 3)" in proc.stdout
+    assert "ensemble" in proc.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["duration_s"] == 3.75 * 3600 and summary["seed"] == 3
+    assert (out / "report.html").exists()
+
+
+def test_run_of_a_missing_file_says_so(tmp_path: Path) -> None:
+    """A scenario path that does not exist is one clear line and status 2."""
+    proc = twin("run", str(tmp_path / "nope.yaml"))
+    assert proc.returncode == 2 and "no such file" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_bad_override_exits_2(tmp_path: Path) -> None:
+    """A negative --duration is reported against the field, exit 2, no traceback."""
+    proc = twin("run", "flagship", "--duration=-1h", "--out", str(tmp_path / "x"))
+    assert proc.returncode == 2
+    assert "duration: must be positive" in proc.stderr and "Traceback" not in proc.stderr
