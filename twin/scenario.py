@@ -362,25 +362,32 @@ def _check_campaign(spec: ScenarioSpec, facility: FacilitySpec) -> list[Problem]
     return problems
 
 
-def _check_detectors(spec: ScenarioSpec) -> list[Problem]:
+def _check_detectors(raw: Any) -> list[Problem]:
+    """Detector names and parameters, checked on the raw list so other errors don't hide them."""
     from detectors import REGISTRY, check_params
 
-    problems = []
-    for i, d in enumerate(spec.detectors):
-        entry = d if isinstance(d, schema.DetectorSpec) else schema.DetectorSpec(name=d)
-        cls = REGISTRY.get(entry.name)
+    problems: list[Problem] = []
+    for i, entry in enumerate(raw if isinstance(raw, list) else []):
+        name = (
+            entry
+            if isinstance(entry, str)
+            else entry.get("name")
+            if isinstance(entry, dict)
+            else None
+        )
+        params = entry.get("params", {}) if isinstance(entry, dict) else {}
+        if not isinstance(name, str):
+            continue  # structural problem: pydantic reports it
+        cls = REGISTRY.get(name)
         if cls is None:
             problems.append(
-                Problem(
-                    f"detectors[{i}]",
-                    f"unknown detector {entry.name!r}{suggest(entry.name, REGISTRY)}",
-                )
+                Problem(f"detectors[{i}]", f"unknown detector {name!r}{suggest(name, REGISTRY)}")
             )
-            continue
-        problems.extend(
-            Problem(f"detectors[{i}].params{p.path}", p.message)
-            for p in check_params(cls, entry.params)
-        )
+        elif isinstance(params, dict):
+            problems.extend(
+                Problem(f"detectors[{i}].params{p.path}", p.message)
+                for p in check_params(cls, params)
+            )
     return problems
 
 
@@ -420,6 +427,7 @@ def parse_scenario(
     except ValidationError as exc:
         problems.extend(pydantic_problems(exc))
 
+    problems.extend(_check_detectors(raw.get("detectors")))
     if spec is not None:
         if spec.warmup >= spec.duration:
             problems.append(
@@ -437,7 +445,6 @@ def parse_scenario(
                         f"{value:g} s is not a multiple of physics_step ({spec.physics_step:g} s)",
                     )
                 )
-        problems.extend(_check_detectors(spec))
     if spec is not None and facility is not None:
         if spec.design not in facility.designs:
             problems.append(
