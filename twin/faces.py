@@ -8,6 +8,7 @@ from twin.devices import KINDS, Device
 from twin.facility import Facility
 from twin.network.transactions import (
     Login,
+    ModbusIdentify,
     ModbusRead,
     ModbusWrite,
     Probe,
@@ -20,6 +21,9 @@ from twin.telemetry import EventLog
 
 ILLEGAL_FUNCTION, ILLEGAL_ADDRESS, ILLEGAL_VALUE = 1, 2, 3
 MAX_READ = 125  # registers per read request (Modbus application protocol)
+LOCKOUT_FAILURES = 5  # failed logins within LOCKOUT_WINDOW lock the account
+LOCKOUT_WINDOW = 300.0
+LOCKOUT_TIME = 900.0
 
 
 class Faces:
@@ -41,6 +45,12 @@ class Faces:
             kind = KINDS[d.kind]
             user = kind.default_credentials[0][0]
             self.credentials[d.name] = (user, d.password)
+        # device state an attacker or a response can change
+        self.firmware: dict[str, tuple[str, str]] = {d.name: (d.firmware, d.firmware_hash) for d in facility.devices}
+        self.failures: dict[str, list[float]] = {}
+        self.locked_until: dict[str, float] = {}
+        self.overloaded_until: dict[str, float] = {}
+        self.implants: dict[str, str] = {}  # device -> what the implant does
 
     def answer(self, txn: Transaction) -> Reply:
         device = self.facility.by_ip.get(txn.dst_ip)
@@ -48,6 +58,11 @@ class Faces:
             return Reply("no_host", f"nothing answers at {txn.dst_ip}")
         if txn.port not in device.ports:
             return Reply("closed", f"{device.name} has no service on port {txn.port}")
+        if self.overloaded_until.get(device.name, -1.0) > self.now():
+            return Reply("timeout", f"{device.name} does not answer (overloaded)")
+        if isinstance(txn, ModbusIdentify):
+            version, _ = self.firmware[device.name]
+            return Reply("ok", text=(device.vendor, device.model, version))
         if isinstance(txn, Probe | Transfer):
             return Reply("ok")
         if isinstance(txn, ModbusRead):
@@ -100,9 +115,23 @@ class Faces:
         return Reply("ok", values=tuple(v for _, v in changes))
 
     def _login(self, device: Device, txn: Login) -> Reply:
+        now = self.now()
+        if self.locked_until.get(device.name, -1.0) > now:
+            self.events.add(now, device.name, device.ip, "login_failed", user=txn.username,
+                            src_ip=txn.src_ip, detail=f"{txn.service} account locked", cause=txn.cause)  # fmt: skip
+            return Reply("denied", "account locked")
         ok = (txn.username, txn.password) == self.credentials[device.name]
+        if not ok:
+            recent = [t for t in self.failures.get(device.name, []) if now - t <= LOCKOUT_WINDOW]
+            recent.append(now)
+            self.failures[device.name] = recent
+            if len(recent) >= LOCKOUT_FAILURES:
+                self.locked_until[device.name] = now + LOCKOUT_TIME
+                self.failures[device.name] = []
+                self.events.add(now, device.name, device.ip, "account_locked", user=txn.username,
+                                src_ip=txn.src_ip, detail=f"{len(recent)} failures", cause=txn.cause)  # fmt: skip
         self.events.add(
-            self.now(), device.name, device.ip, "login_ok" if ok else "login_failed",
+            now, device.name, device.ip, "login_ok" if ok else "login_failed",
             user=txn.username, src_ip=txn.src_ip, detail=txn.service, cause=txn.cause,
         )  # fmt: skip
         return Reply("ok" if ok else "denied", "" if ok else "wrong credentials")
@@ -110,3 +139,8 @@ class Faces:
     def rotate(self, device: str, password: str) -> None:
         user, _ = self.credentials[device]
         self.credentials[device] = (user, password)
+
+    def reflash(self, device: Device) -> None:
+        """Back to the inventory's firmware: implants are gone."""
+        self.firmware[device.name] = (device.firmware, device.firmware_hash)
+        self.implants.pop(device.name, None)

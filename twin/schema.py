@@ -100,6 +100,9 @@ class DeviceSpec(Model):
     firmware: str = "1.0.0"
     firmware_hash: str | None = None
     credentials: Literal["default", "changed"] = "changed"
+    physical_access: Literal["secured", "unmonitored"] = Field(
+        default="secured", description="unmonitored: USB/serial/debug ports reachable unseen"
+    )
     services: list[str] | None = Field(default=None, description="default: the kind's services")
     owner: str = "facilities"
     support_end: dt.date | None = None
@@ -119,6 +122,9 @@ class DesignSpec(Model):
     kind: Literal["flat", "zoned", "micro"]
     description: str = ""
     conduits: list[ConduitSpec] = Field(default_factory=list)
+    port_security: list[str] = Field(
+        default_factory=list, description="zones whose switch ports refuse unknown devices (NAC)"
+    )
 
 
 class FacilitySpec(Model):
@@ -140,11 +146,24 @@ class AttackerSpec(Model):
     )
 
 
+class ThresholdSpec(Model):
+    """Start when a process signal crosses a value (e.g. a tank level above 3 m)."""
+
+    signal: str
+    above: float | None = None
+    below: float | None = None
+
+
 class StepSpec(Model):
     id: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")
     technique: str
     at: Delay | None = Field(default=None, description="start time from run start")
     after: str | None = Field(default=None, description="start when this step has ended")
+    when: ThresholdSpec | None = Field(default=None, description="start when a signal crosses")
+    jitter: float = Field(default=0.0, ge=0, le=1, description="randomise pauses by +-this share")
+    working_hours: tuple[float, float] | None = Field(
+        default=None, description="a stealthy attacker acts only in these weekday hours"
+    )
     delay: Delay = 0.0
     source: str | None = Field(
         default=None, alias="from", description="device to act from; default the last foothold"
@@ -157,6 +176,25 @@ class StepSpec(Model):
 class CampaignSpec(Model):
     attacker: AttackerSpec
     steps: list[StepSpec] = Field(default_factory=list)
+
+
+SEVERITIES = ("low", "medium", "high", "critical")
+ACTIONS = (
+    "quarantine", "block_conduit", "rotate_credentials", "reflash_firmware",
+    "restore_setpoints", "enable_alarms",
+)  # fmt: skip
+
+
+class PlaybookSpec(Model):
+    """When a detector raises an alert, an analyst takes an action on its device after a delay."""
+
+    detector: str | None = Field(default=None, description="only this detector's alerts; default any")
+    min_severity: Literal["low", "medium", "high", "critical"] = "high"
+    action: Literal[
+        "quarantine", "block_conduit", "rotate_credentials", "reflash_firmware",
+        "restore_setpoints", "enable_alarms",
+    ]  # fmt: skip
+    delay: Delay = Field(default=300.0, description="analyst time from alert to action")
 
 
 class DetectorSpec(Model):
@@ -178,6 +216,7 @@ class ScenarioSpec(Model):
     )
     campaign: CampaignSpec | None = None
     detectors: list[str | DetectorSpec] = Field(default_factory=list)
+    responses: list[PlaybookSpec] = Field(default_factory=list, description="playbooks; empty: none")
     export_interval: Duration = Field(default=60.0, description="flow active timeout")
     batch_interval: Duration = Field(default=300.0, description="telemetry streamed per batch")
     physics_step: Duration = 10.0

@@ -46,6 +46,9 @@ class Vav(DeviceKind):
     device_refs = ("ahu",)
     registers = RegisterMap((
         Register("room_setpoint", "holding", 0, "vav.setpoint", 10, "degC", True, (10, 35)),
+        # commissioning override of the sensed temperature (BACnet-style out-of-service value)
+        Register("room_temp_override", "holding", 1, "vav.override_value", 10, "degC", True, (0, 60)),
+        Register("override_enable", "coil", 0, "vav.override_enable", 1, "", True),
         Register("room_temp", "input", 0, "vav.measured", 10, "degC"),
         Register("damper", "input", 1, "vav.damper", 100, "%"),
     ))  # fmt: skip

@@ -31,6 +31,7 @@ class Plc(DeviceKind):
         Register("level_trip_sp", "holding", 2, "tank.trip_sp", 100, "m", True, (0, 10)),
         Register("valve", "holding", 3, "tank.valve", 100, "%", True, (0, 1)),
         Register("interlock_enable", "coil", 0, "tank.interlock", 1, "", True),
+        Register("alarm_enable", "coil", 1, "tank.alarm_enable", 1, "", True),
         Register("level", "input", 0, "tank.level", 100, "m"),
         Register("pressure", "input", 1, "tank.pressure", 10, "kPa"),
         Register("vibration", "input", 2, "tank.vibration", 100, "mm/s"),

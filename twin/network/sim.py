@@ -15,6 +15,7 @@ from twin.network.flows import FlowKey, FlowMeter, StandingFlow
 from twin.network.policy import Policy
 from twin.network.transactions import (
     Login,
+    ModbusIdentify,
     ModbusRead,
     ModbusWrite,
     Probe,
@@ -105,7 +106,7 @@ class SimNetwork:
         app = PORT_APPS.get(txn.port, "other")
         common: dict[str, Any] = {"cause": txn.cause, "encrypted": app in ENCRYPTED_APPS}
         now = self.env.now
-        if reply.status in ("blocked", "no_host"):
+        if reply.status in ("blocked", "no_host", "timeout"):
             self.meter.record(
                 key,
                 now,
@@ -125,8 +126,10 @@ class SimNetwork:
             )  # fmt: skip
             return
         hs_fwd, hs_rev, hs_flags = (3, 2, "SAPF") if new_connection else (0, 0, "AP")
-        if isinstance(txn, ModbusRead | ModbusWrite):
-            if isinstance(txn, ModbusRead):
+        if isinstance(txn, ModbusRead | ModbusWrite | ModbusIdentify):
+            if isinstance(txn, ModbusIdentify):
+                req, resp = 11, 9 + sum(len(x) + 2 for x in reply.text)
+            elif isinstance(txn, ModbusRead):
                 req = 12
                 resp = 9 + (
                     2 * txn.count if txn.table in ("holding", "input") else (txn.count + 7) // 8

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-Status = Literal["ok", "blocked", "no_host", "closed", "exception", "denied"]
+Status = Literal["ok", "blocked", "no_host", "closed", "exception", "denied", "timeout"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,17 @@ class ModbusWrite(Transaction):
 
 
 @dataclass(frozen=True)
+class ModbusIdentify(Transaction):
+    """Read Device Identification (function 43, MEI type 14): vendor, product, revision."""
+
+    unit: int = 1
+
+    @property
+    def port(self) -> int:
+        return 502
+
+
+@dataclass(frozen=True)
 class Login(Transaction):
     service: Literal["http", "telnet"] = "http"
     username: str = ""
@@ -84,6 +95,8 @@ WRITE_FC = {("coil", False): 5, ("holding", False): 6, ("coil", True): 15, ("hol
 
 
 def function_code(txn: Transaction) -> int | None:
+    if isinstance(txn, ModbusIdentify):
+        return 43
     if isinstance(txn, ModbusRead):
         return READ_FC[txn.table]
     if isinstance(txn, ModbusWrite):
@@ -97,6 +110,7 @@ class Reply:
     detail: str = ""
     values: tuple[float, ...] = ()
     exception_code: int | None = None
+    text: tuple[str, ...] = ()  # e.g. device identification objects
 
     @property
     def ok(self) -> bool:

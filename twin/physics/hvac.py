@@ -30,7 +30,9 @@ class Hvac:
     humidity: Array
     # VAV boxes (one per room)
     setpoint: Array
-    measured: Array  # what the controller measures and reports
+    measured: Array  # what the controller acts on and reports (the override when enabled)
+    override_enable: Array
+    override_value: Array
     damper: Array
     integral: Array
     max_flow: Array  # kg/s
@@ -58,7 +60,8 @@ class Hvac:
         self.temp = self.network.step(
             self.temp, dt, outdoor_c, gains, flow * CP_AIR, self.sa_temp[self.ahu_of]
         )
-        self.measured = np.round(self.temp + 0.05 * noise, 1)
+        sensed = np.round(self.temp + 0.05 * noise, 1)
+        self.measured = np.where(self.override_enable > 0, self.override_value, sensed)
         ventilation = flow / 1.2 + 0.01 * self.area / 50.0  # m3/s incl. infiltration
         volume = self.area * 3.0
         co2_eq = CO2_OUTDOOR + 1e6 * CO2_PER_PERSON * people / ventilation

@@ -66,6 +66,7 @@ class Plant:
         self._aliases = {
             "ahu.sa_setpoint": "sa_setpoint", "ahu.fan": "fan", "ahu.sa_temp": "sa_temp",
             "vav.setpoint": "setpoint", "vav.measured": "measured", "vav.damper": "damper",
+            "vav.override_enable": "override_enable", "vav.override_value": "override_value",
         }  # fmt: skip
 
     # -- construction -----------------------------------------------------------------------
@@ -105,6 +106,8 @@ class Plant:
             humidity=np.full(n, 40.0),
             setpoint=setpoint,
             measured=setpoint.copy(),
+            override_enable=np.zeros(n),
+            override_value=np.zeros(n),
             damper=np.full(n, 0.5),
             integral=np.full(n, (0.5 / 0.35) * 600.0),
             max_flow=np.array([v.params.max_airflow_kg_s for v in vavs], dtype=float),

@@ -31,6 +31,14 @@ class TankLoop:
     vibration: Array  # mm/s at the pump
     safe_lo: Array
     safe_hi: Array
+    alarm_enable: Array | None = None  # 1 the alarm output is live (an attacker may clear it)
+    latched: Array | None = None  # the alarm condition, whether or not it is announced
+
+    def __post_init__(self) -> None:
+        if self.alarm_enable is None:
+            self.alarm_enable = np.ones_like(self.level)
+        if self.latched is None:
+            self.latched = np.zeros_like(self.level)
 
     def step(self, dt: float, noise: Array) -> None:
         """One scan: hysteresis control, interlock and alarm, then integrate the level."""
@@ -39,7 +47,9 @@ class TankLoop:
             level <= self.low_sp, 1.0, np.where(level >= self.high_sp, 0.0, self.pump)
         )
         tripped = level >= self.trip_sp
-        self.alarm = np.where(tripped, 1.0, np.where(level < self.high_sp, 0.0, self.alarm))
+        assert self.latched is not None and self.alarm_enable is not None
+        self.latched = np.where(tripped, 1.0, np.where(level < self.high_sp, 0.0, self.latched))
+        self.alarm = self.latched * (self.alarm_enable > 0)
         self.pump = np.where(tripped & (self.interlock > 0), 0.0, self.pump)
         q_out = self.valve * self.outlet_k * np.sqrt(np.maximum(level, 0.0))
         self.level = np.clip(
