@@ -51,7 +51,7 @@ class DefaultCredentials(Technique):
             if reply.status in ("closed", "no_host"):
                 return Outcome(False, target.name, target.ip, detail=reply.detail)
             if reply.ok:
-                ctx.attacker.footholds.append(target.name)
+                ctx.attacker.gain(target.name, target.ip)
                 ctx.attacker.secrets[target.name] = (user, password)
                 return Outcome(
                     True, target.name, target.ip, detail=f"logged in as {user} after {tried} tries"

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import simpy
 
+from twin.faces import Faces
 from twin.facility import Facility
+from twin.network.policy import Policy
 from twin.network.sim import SimNetwork
+from twin.physics.plant import Plant
 from twin.schema import CampaignSpec, StepSpec
+from twin.telemetry import EventLog
 
 
 @dataclass
@@ -19,10 +24,27 @@ class Attacker:
 
     name: str
     origin: str  # IP outside the site
-    footholds: list[str] = field(default_factory=list)  # device names, in order gained
+    footholds: list[str] = field(
+        default_factory=list
+    )  # positions (device or rogue names), in order
+    positions: dict[str, str] = field(default_factory=dict)  # position name -> IP
     known: dict[str, set[int]] = field(default_factory=dict)  # ip -> open ports found
     secrets: dict[str, tuple[str, str]] = field(default_factory=dict)  # device -> (user, password)
     controlled: list[str] = field(default_factory=list)  # devices whose control they changed
+    captured: dict[tuple[str, str], int] = field(default_factory=dict)  # (device, register) -> raw
+
+    def gain(self, name: str, ip: str) -> None:
+        if name not in self.positions:
+            self.footholds.append(name)
+        self.positions[name] = ip
+
+    def lose(self, name: str) -> bool:
+        """Evict the attacker from a position; True if they held it."""
+        if name not in self.positions:
+            return False
+        del self.positions[name]
+        self.footholds.remove(name)
+        return True
 
 
 @dataclass(frozen=True)
@@ -34,16 +56,73 @@ class Outcome:
     detail: str = ""
 
 
+class PhysicalChannel:
+    """Out-of-band access: USB/serial/debug ports and switch ports. No network traffic."""
+
+    def __init__(self, env: simpy.Environment, facility: Facility, faces: Faces, plant: Plant,
+                 events: EventLog, policy: Policy) -> None:  # fmt: skip
+        self.env = env
+        self.facility = facility
+        self.faces = faces
+        self.plant = plant
+        self.events = events
+        self.policy = policy
+
+    def reachable(self, device: str) -> str | None:
+        """Why a device's ports cannot be reached unseen (None when they can)."""
+        d = self.facility.by_name[device]
+        if d.physical_access != "unmonitored":
+            return f"{d.name} is in a secured area"
+        return None
+
+    def flash(self, device: str, version: str, digest: str, implant: str, cause: str) -> None:
+        self.faces.firmware[device] = (version, digest)
+        self.faces.implants[device] = implant
+
+    def plug(self, zone: str, ip: str, mac: str, cause: str) -> bool:
+        """Connect a device to a switch port; False when port security refuses it."""
+        t = self.env.now
+        if zone in self.policy.port_security:
+            self.events.add(
+                t,
+                f"switch-{zone}",
+                "",
+                "port_security_violation",
+                src_ip=ip,
+                detail=mac,
+                cause=cause,
+            )
+            return False
+        self.events.add(t, f"switch-{zone}", "", "new_device", src_ip=ip, detail=mac, cause=cause)
+        return True
+
+    def open_door(self, door: int, cause: str) -> bool:
+        """Walk through a door; True if it was unlocked (a locked door is forced and alarms)."""
+        doors = self.plant.doors
+        name = self.plant.door_names[door]
+        doors.open[door] = 1.0
+        if doors.locked[door] > 0:
+            doors.forced_alarm[door] = 1.0
+            self.events.add(
+                self.env.now, name, "", "alarm_raised", detail="forced_open", cause=cause
+            )
+            return False
+        doors.unbadged_entries[door] += 1
+        return True
+
+
 @dataclass
 class StepContext:
-    """What an attack step may use: the network backend, the attacker, the clock."""
+    """What an attack step may use: the network backend, a physical channel, the clock."""
 
     env: simpy.Environment
     net: SimNetwork
+    physical: PhysicalChannel
     facility: Facility  # to resolve names the scenario author wrote; not the attacker's knowledge
     attacker: Attacker
     step: StepSpec
     params: Any
+    rng: np.random.Generator
 
     @property
     def source(self) -> tuple[str, str]:
@@ -53,19 +132,43 @@ class StepContext:
         )
         if name is None:
             return self.attacker.name, self.attacker.origin
-        return name, self.facility.by_name[name].ip
+        return name, self.attacker.positions[name]
+
+    @property
+    def target(self) -> Any:
+        return self.facility.by_name[self.step.target or ""]
+
+    def pause(self, seconds: float) -> simpy.Timeout:
+        """Wait about `seconds`, randomised by the step's jitter (a quieter, less regular attacker)."""
+        j = self.step.jitter
+        factor = 1.0 + (float(self.rng.uniform(-j, j)) if j else 0.0)
+        return self.env.timeout(max(0.0, seconds * factor))
 
 
 class Campaign:
     def __init__(
-        self, env: simpy.Environment, net: SimNetwork, facility: Facility, spec: CampaignSpec
+        self,
+        env: simpy.Environment,
+        net: SimNetwork,
+        physical: PhysicalChannel,
+        facility: Facility,
+        spec: CampaignSpec,
+        signal: Callable[[str], float],
+        clock: Callable[[float], tuple[float, int]],
+        rng: np.random.Generator,
+        physics_step: float,
     ) -> None:
         from attacks import TECHNIQUES
 
         self.env = env
         self.net = net
+        self.physical = physical
         self.facility = facility
         self.spec = spec
+        self.signal = signal
+        self.clock = clock
+        self.rng = rng
+        self.physics_step = physics_step
         self.techniques = TECHNIQUES
         self.attacker = Attacker(spec.attacker.name, spec.attacker.origin)
         self.rows: list[dict[str, Any]] = []
@@ -77,37 +180,42 @@ class Campaign:
         for step in self.spec.steps:
             self.env.process(self._run(step))
 
-    def _run(self, step: StepSpec) -> Generator[simpy.Event, Any, None]:
+    def _trigger(self, step: StepSpec) -> Generator[simpy.Event, Any, None]:
         if step.after is not None:
             yield self._done[step.after]
         elif step.at is not None and step.at > self.env.now:
             yield self.env.timeout(step.at - self.env.now)
+        elif step.when is not None:
+            w = step.when
+            while not (
+                (w.above is not None and self.signal(w.signal) > w.above)
+                or (w.below is not None and self.signal(w.signal) < w.below)
+            ):
+                yield self.env.timeout(self.physics_step)
         if step.delay:
             yield self.env.timeout(step.delay)
+        if step.working_hours is not None:
+            lo, hi = step.working_hours
+            while True:
+                hour, weekday = self.clock(self.env.now)
+                if weekday < 5 and lo <= hour < hi:
+                    break
+                yield self.env.timeout(600.0)
+
+    def _run(self, step: StepSpec) -> Generator[simpy.Event, Any, None]:
+        yield from self._trigger(step)
         technique = self.techniques[step.technique]
+        params = technique.params.model_validate(step.params)
         ctx = StepContext(
-            self.env,
-            self.net,
-            self.facility,
-            self.attacker,
-            step,
-            technique.params.model_validate(step.params),
+            self.env, self.net, self.physical, self.facility, self.attacker, step, params, self.rng
         )
-        unmet = (
-            technique.precondition(ctx)
-            if step.source is None or step.source in self.attacker.footholds
-            else f"no foothold on {step.source}"
-        )
+        if step.source is not None and step.source not in self.attacker.positions:
+            unmet: str | None = f"no foothold on {step.source}"
+        else:
+            unmet = technique.precondition(ctx)
         if unmet is not None:
-            self.skipped.append(
-                {
-                    "step_id": step.id,
-                    "technique": technique.technique_id,
-                    "name": technique.name,
-                    "t": self.env.now,
-                    "reason": unmet,
-                }
-            )
+            self.skipped.append({"step_id": step.id, "technique": technique.technique_id,
+                                 "name": technique.name, "t": self.env.now, "reason": unmet})  # fmt: skip
             self._done[step.id].succeed()
             return
         t_start = self.env.now

@@ -10,7 +10,7 @@ import pandas as pd
 import simpy
 
 from twin.behaviour import Behaviour
-from twin.campaign import Campaign
+from twin.campaign import Campaign, PhysicalChannel
 from twin.devices import Device
 from twin.errors import BackendError, SimulationError
 from twin.faces import Faces
@@ -39,8 +39,8 @@ class Engine:
             )
         self.spec = spec
         self.facility = facility or Facility.build(facility_of(spec))
-        physics_rng, net_rng, behaviour_rng = (
-            np.random.default_rng(s) for s in np.random.SeedSequence(spec.seed).spawn(3)
+        physics_rng, net_rng, behaviour_rng, attack_rng = (
+            np.random.default_rng(s) for s in np.random.SeedSequence(spec.seed).spawn(4)
         )
         self.env = simpy.Environment()
         self.events = EventLog()
@@ -66,12 +66,23 @@ class Engine:
             behaviour_rng,
         )
         self.behaviour.start()
-        self.campaign = (
-            Campaign(self.env, self.net, self.facility, spec.campaign) if spec.campaign else None
+        self._blocks = self.plant.signals()
+        self._signal_index = {n: (b, k) for b in self._blocks for k, n in enumerate(b.names)}
+        self.physical = PhysicalChannel(
+            self.env, self.facility, self.faces, self.plant, self.events, policy
         )
+        self.campaign = (
+            Campaign(
+                self.env, self.net, self.physical, self.facility, spec.campaign, self.signal,
+                self.plant.clock, attack_rng, spec.physics_step,
+            )
+            if spec.campaign
+            else None
+        )  # fmt: skip
         if self.campaign:
             self.campaign.start()
-        self._blocks = self.plant.signals()
+        self.golden = self._golden()
+        self.contained_at: float | None = None
         self._signal_names = np.array([n for b in self._blocks for n in b.names], dtype=object)
         self._samples: list[tuple[float, np.ndarray, np.ndarray]] = []
         self._flows: list[pd.DataFrame] = []
@@ -104,14 +115,9 @@ class Engine:
     def act(self, action: Action) -> str:
         """Apply a response now; the next transaction sees it. Logged in the events table."""
         what = action.apply(self)
-        self.events.add(
-            self.now,
-            getattr(action, "device", "") or "",
-            "",
-            "response",
-            detail=what,
-            user=action.reason,
-        )
+        device = getattr(action, "device", "") or ""
+        ip = self.facility.by_name[device].ip if device in self.facility.by_name else ""
+        self.events.add(self.now, device, ip, "response", detail=what, user=action.reason)
         self.actions.append(
             {
                 "t": self.now,
@@ -121,6 +127,58 @@ class Engine:
             }
         )
         return what
+
+    def schedule(self, action: Action, at: float) -> None:
+        """Apply `action` at simulated time `at` (now if that has passed)."""
+
+        def later() -> Generator[simpy.Event, Any, None]:
+            yield self.env.timeout(max(0.0, at - self.env.now))
+            self.act(action)
+
+        self.env.process(later())
+
+    def signal(self, name: str) -> float:
+        """The current true value of a process signal (as in the process table)."""
+        try:
+            block, k = self._signal_index[name]
+        except KeyError:
+            raise SimulationError(f"no process signal {name!r}") from None
+        return float(block.value()[k])
+
+    def signal_names(self) -> list[str]:
+        return list(self._signal_index)
+
+    def evict(self, position: str, how: str) -> bool:
+        """A response took a position from the attacker (or isolated it); records containment."""
+        if self.campaign is None or position not in self.campaign.attacker.positions:
+            return False
+        self.contain()
+        if how != "isolate":
+            self.campaign.attacker.lose(position)
+        return True
+
+    def evict_ip(self, ip: str) -> None:
+        """Isolating the address of any position the attacker holds contains them."""
+        if self.campaign is None:
+            return
+        attacker = self.campaign.attacker
+        if ip == attacker.origin or ip in attacker.positions.values():
+            self.contain()
+
+    def contain(self) -> None:
+        if self.contained_at is None:
+            self.contained_at = self.now
+
+    def _golden(self) -> dict[tuple[str, str], float]:
+        """Every writable register's commissioned value: what 'restore' puts back."""
+        from twin.devices import KINDS
+
+        out = {}
+        for d in self.facility.devices:
+            for reg in KINDS[d.kind].registers:
+                if reg.writable:
+                    out[(d.name, reg.name)] = self.plant.read(reg.state, d.index)
+        return out
 
     def truth(self) -> pd.DataFrame:
         if self.campaign is None or not self.campaign.rows:

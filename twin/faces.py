@@ -7,10 +7,12 @@ from collections.abc import Callable
 from twin.devices import KINDS, Device
 from twin.facility import Facility
 from twin.network.transactions import (
+    Flood,
     Login,
     ModbusIdentify,
     ModbusRead,
     ModbusWrite,
+    Ping,
     Probe,
     Reply,
     Transaction,
@@ -21,6 +23,9 @@ from twin.telemetry import EventLog
 
 ILLEGAL_FUNCTION, ILLEGAL_ADDRESS, ILLEGAL_VALUE = 1, 2, 3
 MAX_READ = 125  # registers per read request (Modbus application protocol)
+# packets per second a device's network stack absorbs before it stops answering
+CAPACITY_PPS = {"field": 2_000.0, "controller": 3_000.0, "sensor": 1_000.0, "camera": 5_000.0}
+DEFAULT_CAPACITY_PPS = 50_000.0
 LOCKOUT_FAILURES = 5  # failed logins within LOCKOUT_WINDOW lock the account
 LOCKOUT_WINDOW = 300.0
 LOCKOUT_TIME = 900.0
@@ -46,7 +51,9 @@ class Faces:
             user = kind.default_credentials[0][0]
             self.credentials[d.name] = (user, d.password)
         # device state an attacker or a response can change
-        self.firmware: dict[str, tuple[str, str]] = {d.name: (d.firmware, d.firmware_hash) for d in facility.devices}
+        self.firmware: dict[str, tuple[str, str]] = {
+            d.name: (d.firmware, d.firmware_hash) for d in facility.devices
+        }
         self.failures: dict[str, list[float]] = {}
         self.locked_until: dict[str, float] = {}
         self.overloaded_until: dict[str, float] = {}
@@ -56,6 +63,10 @@ class Faces:
         device = self.facility.by_ip.get(txn.dst_ip)
         if device is None:
             return Reply("no_host", f"nothing answers at {txn.dst_ip}")
+        if isinstance(txn, Ping):
+            return Reply("ok")
+        if isinstance(txn, Flood):
+            return self._flood(device, txn)
         if txn.port not in device.ports:
             return Reply("closed", f"{device.name} has no service on port {txn.port}")
         if self.overloaded_until.get(device.name, -1.0) > self.now():
@@ -72,6 +83,18 @@ class Faces:
         if isinstance(txn, Login):
             return self._login(device, txn)
         raise TypeError(f"no face answers {type(txn).__name__}")
+
+    def _flood(self, device: Device, txn: Flood) -> Reply:
+        rate = txn.packets / max(txn.duration, 1e-3)
+        capacity = CAPACITY_PPS.get(KINDS[device.kind].role, DEFAULT_CAPACITY_PPS)
+        if rate <= capacity:
+            return Reply("ok", f"{device.name} absorbed {rate:.0f} packets/s")
+        until = self.now() + txn.duration + 5.0
+        self.overloaded_until[device.name] = max(self.overloaded_until.get(device.name, 0.0), until)
+        return Reply("timeout", f"{device.name} overloaded at {rate:.0f} packets/s")
+
+    def overloaded(self, device: str) -> bool:
+        return self.overloaded_until.get(device, -1.0) > self.now()
 
     def _read(self, device: Device, txn: ModbusRead) -> Reply:
         regs = KINDS[device.kind].registers

@@ -92,6 +92,7 @@ class Facility:
                     firmware_hash=firmware_hash,
                     credentials=ds.credentials,
                     password=password,
+                    physical_access=ds.physical_access,
                     services=tuple(ds.services if ds.services is not None else kind.services),
                     owner=ds.owner,
                     support_end=ds.support_end,

@@ -11,6 +11,8 @@ from twin.errors import SimulationError
 if TYPE_CHECKING:
     from twin.engine import Engine
 
+SAFETY_REGISTERS = ("interlock_enable", "alarm_enable", "override_enable")
+
 
 @dataclass(frozen=True)
 class Action:
@@ -22,12 +24,19 @@ class Action:
 
 @dataclass(frozen=True)
 class Quarantine(Action):
-    """Cut a device off the network (a firewall rule at its zone's edge and port)."""
+    """Cut a device (or an outside address) off the network with a firewall rule."""
 
     device: str = ""
 
     def apply(self, engine: Engine) -> str:
-        engine.net.policy.quarantine(engine.device(self.device).ip)
+        ip = (
+            engine.device(self.device).ip if self.device in engine.facility.by_name else self.device
+        )
+        if not ip[:1].isdigit():
+            raise SimulationError(f"no device or address {self.device!r} to quarantine")
+        engine.net.policy.quarantine(ip)
+        engine.evict(self.device, "isolate")
+        engine.evict_ip(ip)
         return f"quarantined {self.device}"
 
 
@@ -39,13 +48,13 @@ class BlockConduit(Action):
         try:
             engine.net.policy.block_conduit(self.conduit)
         except KeyError as exc:
-            raise SimulationError(str(exc)) from None
+            raise SimulationError(str(exc.args[0])) from None
         return f"blocked conduit {self.conduit}"
 
 
 @dataclass(frozen=True)
 class RestoreRegister(Action):
-    """Put a register back to a known-good engineering value (e.g. a setpoint)."""
+    """Put one register back to a given engineering value (e.g. a setpoint)."""
 
     device: str = ""
     register: str = ""
@@ -60,11 +69,78 @@ class RestoreRegister(Action):
         return f"restored {device.name}.{reg.name} = {self.value:g}"
 
 
+def _restore(engine: Engine, device: str, only: tuple[str, ...] | None) -> list[str]:
+    d = engine.device(device)
+    done = []
+    for reg in KINDS[d.kind].registers:
+        if reg.writable and (only is None or reg.name in only):
+            value = engine.golden[(d.name, reg.name)]
+            if engine.plant.read(reg.state, d.index) != value:
+                engine.plant.write(reg.state, d.index, value)
+                done.append(f"{reg.name}={value:g}")
+    return done
+
+
+@dataclass(frozen=True)
+class RestoreSetpoints(Action):
+    """Put every writable register of a device back to its commissioned value."""
+
+    device: str = ""
+
+    def apply(self, engine: Engine) -> str:
+        done = _restore(engine, self.device, None)
+        return f"restored {self.device}: {', '.join(done) or 'nothing had changed'}"
+
+
+@dataclass(frozen=True)
+class EnableAlarms(Action):
+    """Re-enable a device's alarm, interlock and sensor inputs (clear overrides)."""
+
+    device: str = ""
+
+    def apply(self, engine: Engine) -> str:
+        done = _restore(engine, self.device, SAFETY_REGISTERS)
+        return f"re-enabled safety on {self.device}: {', '.join(done) or 'already enabled'}"
+
+
 @dataclass(frozen=True)
 class RotateCredentials(Action):
+    """New credentials: an attacker who logged in with the old ones is logged out."""
+
     device: str = ""
 
     def apply(self, engine: Engine) -> str:
         device = engine.device(self.device)
         engine.faces.rotate(device.name, f"rotated-{engine.env.now:.0f}")
-        return f"rotated credentials of {device.name}"
+        evicted = engine.evict(device.name, "logout")
+        return f"rotated credentials of {device.name}" + (
+            " (attacker logged out)" if evicted else ""
+        )
+
+
+@dataclass(frozen=True)
+class ReflashFirmware(Action):
+    """Reinstall the inventory's firmware: implants and the attacker's code are gone."""
+
+    device: str = ""
+
+    def apply(self, engine: Engine) -> str:
+        device = engine.device(self.device)
+        had = engine.faces.implants.get(device.name)
+        engine.faces.reflash(device)
+        evicted = engine.evict(device.name, "wipe")
+        return (
+            f"reflashed {device.name} with {device.firmware}"
+            + (f" (removed implant: {had})" if had else "")
+            + (" (attacker evicted)" if evicted else "")
+        )
+
+
+ACTIONS: dict[str, type[Action]] = {
+    "quarantine": Quarantine,
+    "block_conduit": BlockConduit,
+    "rotate_credentials": RotateCredentials,
+    "reflash_firmware": ReflashFirmware,
+    "restore_setpoints": RestoreSetpoints,
+    "enable_alarms": EnableAlarms,
+}

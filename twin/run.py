@@ -17,8 +17,9 @@ from detectors import SiteView, build
 from twin import __version__
 from twin.engine import Engine
 from twin.facility import Facility
+from twin.responses import ACTIONS, Action, BlockConduit
 from twin.scenario import facility_of
-from twin.schema import DetectorSpec, ScenarioSpec
+from twin.schema import SEVERITIES, DetectorSpec, PlaybookSpec, ScenarioSpec
 from twin.scoring import DetectorScore, impact, score_run
 from twin.telemetry import Alert, RunWriter, TelemetryBatch, alerts_frame, write_json_atomic
 
@@ -36,6 +37,60 @@ def detector_specs(spec: ScenarioSpec) -> list[DetectorSpec]:
     return [d if isinstance(d, DetectorSpec) else DetectorSpec(name=d) for d in spec.detectors]
 
 
+class Playbooks:
+    """Turns alerts into response actions after an analyst's delay, once per action and target."""
+
+    def __init__(self, playbooks: list[PlaybookSpec], engine: Engine) -> None:
+        self.playbooks = playbooks
+        self.engine = engine
+        self.done: set[tuple[str, str]] = set()
+
+    def handle(self, alerts: list[Alert]) -> None:
+        for alert in sorted(alerts, key=lambda a: a.t):
+            for pb in self.playbooks:
+                if pb.detector not in (None, alert.detector):
+                    continue
+                if SEVERITIES.index(alert.severity) < SEVERITIES.index(pb.min_severity):
+                    continue
+                for action in self._actions(pb, alert):
+                    key = (
+                        pb.action,
+                        getattr(action, "device", "") or getattr(action, "conduit", ""),
+                    )
+                    if key not in self.done:
+                        self.done.add(key)
+                        self.engine.schedule(action, alert.t + pb.delay)
+
+    def _actions(self, pb: PlaybookSpec, alert: Alert) -> list[Action]:
+        reason = f"playbook: {alert.detector} {alert.severity}: {alert.reason}"[:200]
+        if pb.action == "block_conduit":
+            policy = self.engine.net.policy
+            names = policy.conduits_between(alert.src_ip, alert.dst_ip) if alert.dst_ip else []
+            return [BlockConduit(reason=reason, conduit=n) for n in names]
+        fac = self.engine.facility
+        if pb.action == "quarantine" and (
+            alert.device in fac.by_name or alert.device[:1].isdigit()
+        ):
+            return [ACTIONS["quarantine"](reason=reason, device=alert.device)]  # type: ignore[call-arg]
+        if alert.device in fac.by_name:
+            return [ACTIONS[pb.action](reason=reason, device=alert.device)]  # type: ignore[call-arg]
+        return []
+
+
+def harm_without_responses(spec: ScenarioSpec) -> dict[str, Any]:
+    """The counterfactual: the same run (same seed) with no responses, for harm avoided."""
+    engine = Engine(spec.model_copy(update={"responses": []}))
+    with engine.net:
+        t = 0.0
+        while t < spec.duration:
+            t = min(t + 6 * 3600.0, spec.duration)
+            engine.run_until(t)
+    return engine.harm.summary()
+
+
+HARM_KEYS = ("degree_hours_outside_band", "unsafe_tank_minutes", "doors_opened_without_badge")
+
+
 def _versions() -> dict[str, str]:
     out = {"twin": __version__, "python": platform.python_version()}
     for pkg in ("simpy", "numpy", "pandas", "pyarrow", "pydantic"):
@@ -47,13 +102,20 @@ def _versions() -> dict[str, str]:
 
 
 def execute(
-    spec: ScenarioSpec, out: Path, progress: Progress | None = None, source: str = ""
+    spec: ScenarioSpec,
+    out: Path,
+    progress: Progress | None = None,
+    source: str = "",
+    counterfactual: bool = True,
 ) -> RunResult:
     """Run a checked scenario into `out`. Whatever happens, what was computed is kept on disk."""
     facility = Facility.build(facility_of(spec))
     dspecs = detector_specs(spec)
     detectors = [build(d.name, d.params) for d in dspecs]
     engine = Engine(spec, facility)
+    playbooks = Playbooks(spec.responses, engine) if spec.responses else None
+    # with responses on, stream every export interval so an analyst's clock starts on time
+    step = min(spec.batch_interval, spec.export_interval) if playbooks else spec.batch_interval
     writer = RunWriter(out)
     alerts: list[Alert] = []
     status, error = "failed", None
@@ -64,7 +126,7 @@ def execute(
             t = 0.0
             baseline: list[TelemetryBatch] = []
             while t < spec.warmup:
-                t = min(t + spec.batch_interval, spec.warmup)
+                t = min(t + step, spec.warmup)
                 batch = engine.run_until(t)
                 writer.write_batch(batch)
                 baseline.append(batch)
@@ -77,11 +139,13 @@ def execute(
                 d.fit(fitted, site)
             del fitted
             while t < spec.duration:
-                t = min(t + spec.batch_interval, spec.duration)
+                t = min(t + step, spec.duration)
                 batch = engine.run_until(t)
                 writer.write_batch(batch)
-                for d in detectors:
-                    alerts.extend(d.observe(batch))
+                new = [a for d in detectors for a in d.observe(batch)]
+                alerts.extend(new)
+                if playbooks:
+                    playbooks.handle(new)
                 if progress:
                     progress(t, spec.duration)
         status = "complete"
@@ -101,6 +165,17 @@ def execute(
         monitored = max(0.0, engine.now - spec.warmup)
         scores = score_run(truth, alerts_df, [d.name for d in dspecs], monitored)
         skipped = engine.campaign.skipped if engine.campaign else []
+        outcome = impact(truth, engine.harm.summary(), skipped)
+        first_step = float(truth["t_start"].min()) if not truth.empty else None
+        outcome["time_to_containment_s"] = (
+            engine.contained_at - first_step
+            if engine.contained_at is not None and first_step is not None
+            else None
+        )
+        if spec.responses and counterfactual and status == "complete":
+            without = harm_without_responses(spec)
+            outcome["harm_without_responses"] = {k: without[k] for k in HARM_KEYS}
+            outcome["harm_avoided"] = {k: round(without[k] - outcome[k], 3) for k in HARM_KEYS}
         summary = {
             "status": status,
             "error": error,
@@ -123,7 +198,8 @@ def execute(
             "versions": _versions(),
             "detectors": [{"name": d.name, "params": d.params} for d in dspecs],
             "scores": [s.as_dict() for s in scores],
-            "impact": impact(truth, engine.harm.summary(), skipped),
+            "impact": outcome,
+            "responses": [p.model_dump() for p in spec.responses],
             "actions": engine.actions,
             "rows": dict(writer.rows),
         }

@@ -301,6 +301,9 @@ def _check_campaign(spec: ScenarioSpec, facility: FacilitySpec) -> list[Problem]
             )
         )
     ids = [s.id for s in campaign.steps]
+    # a step may act from a rogue device planted by an earlier step (named by that step's id)
+    positions = set(site.by_name) | {s.id for s in campaign.steps if s.technique == "rogue_device"}
+    signals = _signal_names(site, spec)
     for i, step in enumerate(campaign.steps):
         path = f"campaign.steps[{i}]"
         if ids.count(step.id) > 1 and ids.index(step.id) != i:
@@ -313,8 +316,27 @@ def _check_campaign(spec: ScenarioSpec, facility: FacilitySpec) -> list[Problem]
                     f"unknown technique {step.technique!r}{suggest(step.technique, TECHNIQUES)}",
                 )
             )
-        if (step.at is None) == (step.after is None):
-            problems.append(Problem(path, "give exactly one of 'at' and 'after'"))
+        if sum(x is not None for x in (step.at, step.after, step.when)) != 1:
+            problems.append(Problem(path, "give exactly one of 'at', 'after' and 'when'"))
+        if step.when is not None:
+            if (step.when.above is None) == (step.when.below is None):
+                problems.append(Problem(f"{path}.when", "give exactly one of 'above' and 'below'"))
+            if step.when.signal not in signals:
+                problems.append(
+                    Problem(
+                        f"{path}.when.signal",
+                        f"unknown signal {step.when.signal!r}{suggest(step.when.signal, signals)}",
+                    )
+                )
+        if (
+            step.working_hours is not None
+            and not 0 <= step.working_hours[0] < step.working_hours[1] <= 24
+        ):
+            problems.append(
+                Problem(
+                    f"{path}.working_hours", f"{step.working_hours} is not a range within 0..24"
+                )
+            )
         if step.after is not None and step.after not in ids:
             problems.append(
                 Problem(f"{path}.after", f"unknown step {step.after!r}{suggest(step.after, ids)}")
@@ -329,7 +351,8 @@ def _check_campaign(spec: ScenarioSpec, facility: FacilitySpec) -> list[Problem]
             )
         for field in ("source", "target"):
             ref = getattr(step, field)
-            if ref is not None and ref not in site.by_name:
+            known = positions if field == "source" else site.by_name
+            if ref is not None and ref not in known:
                 label = "from" if field == "source" else field
                 problems.append(
                     Problem(
@@ -360,6 +383,27 @@ def _check_campaign(spec: ScenarioSpec, facility: FacilitySpec) -> list[Problem]
             seen.add(cur)
             cur = after[cur]
     return problems
+
+
+def _signal_names(site: Any, spec: ScenarioSpec) -> set[str]:
+    import numpy as np
+
+    from twin.physics.plant import Plant
+
+    plant = Plant(site, spec.start, 0.0, 0.0, np.random.default_rng(0))
+    return {n for block in plant.signals() for n in block.names}
+
+
+def _check_responses(spec: ScenarioSpec) -> list[Problem]:
+    names = {d if isinstance(d, str) else d.name for d in spec.detectors}
+    return [
+        Problem(
+            f"responses[{i}].detector",
+            f"{p.detector!r} is not one of this scenario's detectors ({', '.join(sorted(names)) or 'none'})",
+        )
+        for i, p in enumerate(spec.responses)
+        if p.detector is not None and p.detector not in names
+    ]
 
 
 def _check_detectors(raw: Any) -> list[Problem]:
@@ -455,6 +499,7 @@ def parse_scenario(
                 )
             )
         problems.extend(_check_campaign(spec, facility))
+        problems.extend(_check_responses(spec))
     if problems or spec is None or facility is None:
         return None, problems
     return spec.model_copy(update={"facility": facility}), []

@@ -188,7 +188,9 @@ ACTIONS = (
 class PlaybookSpec(Model):
     """When a detector raises an alert, an analyst takes an action on its device after a delay."""
 
-    detector: str | None = Field(default=None, description="only this detector's alerts; default any")
+    detector: str | None = Field(
+        default=None, description="only this detector's alerts; default any"
+    )
     min_severity: Literal["low", "medium", "high", "critical"] = "high"
     action: Literal[
         "quarantine", "block_conduit", "rotate_credentials", "reflash_firmware",
@@ -216,7 +218,9 @@ class ScenarioSpec(Model):
     )
     campaign: CampaignSpec | None = None
     detectors: list[str | DetectorSpec] = Field(default_factory=list)
-    responses: list[PlaybookSpec] = Field(default_factory=list, description="playbooks; empty: none")
+    responses: list[PlaybookSpec] = Field(
+        default_factory=list, description="playbooks; empty: none"
+    )
     export_interval: Duration = Field(default=60.0, description="flow active timeout")
     batch_interval: Duration = Field(default=300.0, description="telemetry streamed per batch")
     physics_step: Duration = 10.0

@@ -139,6 +139,7 @@ class Device:
     firmware_hash: str
     credentials: str  # 'default' | 'changed'
     password: str
+    physical_access: str  # 'secured' | 'unmonitored'
     services: tuple[str, ...]
     owner: str
     support_end: dt.date | None

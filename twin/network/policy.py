@@ -55,6 +55,7 @@ class Policy:
                     f"{c.from_}->{c.to}#{i}", src, dst, _ports(c.services), src_zones, dst_zones
                 )
             )
+        self.port_security = frozenset(design.port_security)
         self.quarantined: set[str] = set()  # IPs
         self.blocked: set[str] = set()  # conduit names
         self.version = 0
@@ -105,6 +106,17 @@ class Policy:
             ):
                 return c
         return None
+
+    def conduits_between(self, src_ip: str, dst_ip: str) -> list[str]:
+        """Names of the conduits that carry any service from src to dst."""
+        found = []
+        for c in self.conduits:
+            for port in c.ports:
+                hit = self.conduit_for(src_ip, dst_ip, port)
+                if hit is not None and hit.name == c.name:
+                    found.append(c.name)
+                    break
+        return found
 
     def verdict(self, src_ip: str, dst_ip: str, port: int) -> Verdict:
         key = (src_ip, dst_ip, port)

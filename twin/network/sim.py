@@ -14,10 +14,12 @@ from twin.faces import Faces
 from twin.network.flows import FlowKey, FlowMeter, StandingFlow
 from twin.network.policy import Policy
 from twin.network.transactions import (
+    Flood,
     Login,
     ModbusIdentify,
     ModbusRead,
     ModbusWrite,
+    Ping,
     Probe,
     Reply,
     Transaction,
@@ -102,10 +104,26 @@ class SimNetwork:
     def _account(self, txn: Transaction, reply: Reply) -> None:
         new_connection = txn.sport is None
         sport = txn.sport if txn.sport is not None else self.ephemeral_port()
-        key: FlowKey = (txn.src_ip, txn.dst_ip, sport, txn.port, "tcp")
+        proto = "icmp" if isinstance(txn, Ping) else "tcp"
+        key: FlowKey = (txn.src_ip, txn.dst_ip, 0 if proto == "icmp" else sport, txn.port, proto)
         app = PORT_APPS.get(txn.port, "other")
         common: dict[str, Any] = {"cause": txn.cause, "encrypted": app in ENCRYPTED_APPS}
         now = self.env.now
+        if isinstance(txn, Flood):  # the packets cross the wire whatever the target does
+            self.meter.record(
+                key, now, app, packets=txn.packets, bytes=txn.packets * txn.packet_bytes,
+                packets_rev=0 if reply.status != "ok" else txn.packets // 10,
+                bytes_rev=0 if reply.status != "ok" else txn.packets // 10 * (HEADER + 4),
+                tcp_flags="S", blocked=reply.status == "blocked", **common,
+            )  # fmt: skip
+            return
+        if isinstance(txn, Ping):
+            answered = reply.status == "ok"
+            self.meter.record(
+                key, now, app, packets=1, bytes=98, packets_rev=int(answered),
+                bytes_rev=98 * int(answered), blocked=reply.status == "blocked", **common,
+            )  # fmt: skip
+            return
         if reply.status in ("blocked", "no_host", "timeout"):
             self.meter.record(
                 key,

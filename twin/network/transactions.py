@@ -32,6 +32,29 @@ class Probe(Transaction):
 
 
 @dataclass(frozen=True)
+class Ping(Transaction):
+    """An ICMP echo request (port 0 stands for ICMP in policy and flow records)."""
+
+    @property
+    def port(self) -> int:
+        return 0
+
+
+@dataclass(frozen=True)
+class Flood(Transaction):
+    """A burst of packets meant to exhaust the target (SYN or UDP flood) over `duration` s."""
+
+    dst_port: int = 502
+    packets: int = 10_000
+    packet_bytes: int = 60
+    duration: float = 10.0
+
+    @property
+    def port(self) -> int:
+        return self.dst_port
+
+
+@dataclass(frozen=True)
 class ModbusRead(Transaction):
     table: Literal["holding", "input", "coil", "discrete"] = "holding"
     address: int = 0
