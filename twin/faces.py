@@ -91,6 +91,7 @@ class Faces:
             return Reply("ok", f"{device.name} absorbed {rate:.0f} packets/s")
         until = self.now() + txn.duration + 5.0
         self.overloaded_until[device.name] = max(self.overloaded_until.get(device.name, 0.0), until)
+        self.plant.stall(device.kind, device.index, until)
         return Reply("timeout", f"{device.name} overloaded at {rate:.0f} packets/s")
 
     def overloaded(self, device: str) -> bool:

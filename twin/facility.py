@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from twin.devices import KINDS, Device
+from twin.devices.base import COMMON_PASSWORDS
 from twin.schema import DesignSpec, FacilitySpec
 
 
@@ -78,7 +79,13 @@ class Facility:
                     "fw", ds.vendor, ds.model, ds.firmware, n=32
                 )
                 default_pw = kind.default_credentials[0][1]
-                password = default_pw if ds.credentials == "default" else _digest("pw", name, n=12)
+                if ds.credentials == "default":
+                    password = default_pw
+                elif ds.credentials == "weak":
+                    pick = int(_digest("weak", name, n=8), 16)
+                    password = COMMON_PASSWORDS[pick % len(COMMON_PASSWORDS)]
+                else:
+                    password = _digest("pw", name, n=12)
                 device = Device(
                     name=name,
                     group=ds.name,

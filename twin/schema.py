@@ -99,7 +99,9 @@ class DeviceSpec(Model):
     model: str = "unknown"
     firmware: str = "1.0.0"
     firmware_hash: str | None = None
-    credentials: Literal["default", "changed"] = "changed"
+    credentials: Literal["default", "weak", "changed"] = Field(
+        default="changed", description="weak: changed, but to a password from common wordlists"
+    )
     physical_access: Literal["secured", "unmonitored"] = Field(
         default="secured", description="unmonitored: USB/serial/debug ports reachable unseen"
     )

@@ -25,6 +25,16 @@ SERVICE_PORTS: dict[str, tuple[int, str]] = {
 }
 PORT_APPS: dict[int, str] = {port: name for name, (port, _) in SERVICE_PORTS.items()}
 ENCRYPTED_APPS = frozenset({"https", "ssh", "mqtt"})
+# what 'weak' credentials are drawn from: the head of the wordlists attackers try first
+COMMON_PASSWORDS = (
+    "123456", "password", "12345678", "qwerty", "123456789", "12345", "1234", "111111",
+    "1234567", "dragon", "123123", "baseball", "abc123", "football", "monkey", "letmein",
+    "696969", "shadow", "master", "666666", "qwertyuiop", "123321", "mustang", "1234567890",
+    "michael", "654321", "superman", "1qaz2wsx", "7777777", "121212", "000000", "qazwsx",
+    "123qwe", "killer", "trustno1", "jordan", "jennifer", "zxcvbnm", "asdfgh", "hunter",
+    "buster", "soccer", "harley", "batman", "andrew", "tigger", "sunshine", "iloveyou",
+    "Summer2024!", "Welcome1",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)

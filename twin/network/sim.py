@@ -55,6 +55,8 @@ class SimNetwork:
         self._mask_version = -1
         self._port = 0
         self.closed = False
+        # successful Modbus writes as they crossed the wire: what a sniffer could capture
+        self.observed_writes: list[tuple[float, ModbusWrite]] = []
 
     def __enter__(self) -> SimNetwork:
         return self
@@ -95,6 +97,10 @@ class SimNetwork:
         verdict = self.policy.verdict(txn.src_ip, txn.dst_ip, txn.port)
         reply = self.faces.answer(txn) if verdict.allowed else Reply("blocked", verdict.rule)
         self._account(txn, reply)
+        if isinstance(txn, ModbusWrite) and reply.ok and txn.cause is None:
+            self.observed_writes.append((self.env.now, txn))
+            if len(self.observed_writes) > 10_000:
+                del self.observed_writes[:5_000]
         return reply
 
     def ephemeral_port(self) -> int:

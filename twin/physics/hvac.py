@@ -33,6 +33,7 @@ class Hvac:
     measured: Array  # what the controller acts on and reports (the override when enabled)
     override_enable: Array
     override_value: Array
+    frozen: NDArray[np.bool_]
     damper: Array
     integral: Array
     max_flow: Array  # kg/s
@@ -53,7 +54,9 @@ class Hvac:
         raw = KP * error + KI * self.integral
         saturated = ((raw >= 1.0) & (error > 0)) | ((raw <= MIN_DAMPER) & (error < 0))
         self.integral = np.where(saturated, self.integral, self.integral + error * dt)
-        self.damper = np.clip(KP * error + KI * self.integral, MIN_DAMPER, 1.0)
+        damper = np.clip(KP * error + KI * self.integral, MIN_DAMPER, 1.0)
+        # a controller whose network stack is flooded stops its scan: its output holds
+        self.damper = np.where(self.frozen, self.damper, damper)
         flow = self.damper * self.max_flow * self.fan[self.ahu_of]
         people = self.occupants_peak * occupancy
         gains = self.gain_w + 100.0 * people + 8.0 * solar * self.area

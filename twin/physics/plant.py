@@ -60,6 +60,9 @@ class Plant:
         self.sensor_co2 = np.zeros(len(self.sensor_room))
         self._read_sensors(np.zeros(len(self.sensor_room)))
         self.outdoor_c = self.outdoor(0.0)
+        self.vav_stalled = np.full(self.hvac.temp.size, -1.0)
+        self.plc_stalled = np.full(self.tanks.level.size, -1.0)
+        self.tank_frozen = np.zeros(self.tanks.level.size, dtype=bool)
         self._owners = {
             "ahu": self.hvac, "vav": self.hvac, "tank": self.tanks, "door": self.doors,
         }  # fmt: skip
@@ -108,6 +111,7 @@ class Plant:
             measured=setpoint.copy(),
             override_enable=np.zeros(n),
             override_value=np.zeros(n),
+            frozen=np.zeros(n, dtype=bool),
             damper=np.full(n, 0.5),
             integral=np.full(n, (0.5 / 0.35) * 600.0),
             max_flow=np.array([v.params.max_airflow_kg_s for v in vavs], dtype=float),
@@ -220,12 +224,24 @@ class Plant:
         self.outdoor_c = self.outdoor(t)
         occ = self.occupancy(t)
         rng = self.rng
+        self._freeze(t)
         self.hvac.step(
             dt_s, self.outdoor_c, occ, self.solar(t), rng.standard_normal(self.hvac.temp.size)
         )
-        self.tanks.step(dt_s, rng.standard_normal(self.tanks.level.size))
+        self.tanks.step(dt_s, rng.standard_normal(self.tanks.level.size), self.tank_frozen)
         self._read_sensors(rng.standard_normal(self.sensor_room.size))
         return self.doors.step(dt_s, occ, rng)
+
+    def _freeze(self, t: float) -> None:
+        """Controllers flooded past capacity (see Faces) stall their scan until the flood ends."""
+        self.hvac.frozen = self.vav_stalled > t
+        self.tank_frozen = self.plc_stalled > t
+
+    def stall(self, kind: str, index: int, until: float) -> None:
+        if kind == "vav":
+            self.vav_stalled[index] = max(self.vav_stalled[index], until)
+        elif kind == "plc":
+            self.plc_stalled[index] = max(self.plc_stalled[index], until)
 
     def _read_sensors(self, noise: Array) -> None:
         rooms = self.sensor_room

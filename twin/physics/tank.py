@@ -40,9 +40,14 @@ class TankLoop:
         if self.latched is None:
             self.latched = np.zeros_like(self.level)
 
-    def step(self, dt: float, noise: Array) -> None:
-        """One scan: hysteresis control, interlock and alarm, then integrate the level."""
+    def step(self, dt: float, noise: Array, frozen: NDArray[np.bool_] | None = None) -> None:
+        """One scan: hysteresis control, interlock and alarm, then integrate the level.
+
+        A `frozen` PLC (its network stack flooded, its scan stalled) holds its outputs:
+        the pump keeps doing what it did, and the interlock does not act.
+        """
         level = self.level
+        held = self.pump
         self.pump = np.where(
             level <= self.low_sp, 1.0, np.where(level >= self.high_sp, 0.0, self.pump)
         )
@@ -51,6 +56,8 @@ class TankLoop:
         self.latched = np.where(tripped, 1.0, np.where(level < self.high_sp, 0.0, self.latched))
         self.alarm = self.latched * (self.alarm_enable > 0)
         self.pump = np.where(tripped & (self.interlock > 0), 0.0, self.pump)
+        if frozen is not None and frozen.any():
+            self.pump = np.where(frozen, held, self.pump)
         q_out = self.valve * self.outlet_k * np.sqrt(np.maximum(level, 0.0))
         self.level = np.clip(
             level + dt * (self.pump * self.pump_flow - q_out) / self.area, 0.0, self.height
