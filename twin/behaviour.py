@@ -201,12 +201,17 @@ class Behaviour:
                 self.net.exchange(Login(ws.ip, d.ip, "http", user, password))
 
     def _attestation(self) -> Generator[simpy.Event, Any, None]:
-        """Every device announces its firmware version and hash, at start and daily."""
+        """Every device announces its running firmware version and hash, at start and daily.
+
+        The report is what the device runs now (an implant shows here), not the inventory.
+        """
+        firmware = self.net.faces.firmware
         while True:
             t = self.env.now
             for d in self.facility.devices:
                 if d.kind != "cloud":
+                    version, digest = firmware[d.name]
                     self.events.add(
-                        t, d.name, d.ip, "firmware_report", detail=f"{d.firmware} {d.firmware_hash}"
+                        t, d.name, d.ip, "firmware_report", detail=f"{version} {digest}"
                     )
             yield self.env.timeout(ATTESTATION_INTERVAL)
