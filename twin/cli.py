@@ -103,6 +103,21 @@ def print_outcome(summary: dict[str, Any], directory: Path) -> None:
             else ""
         )
     )
+    if imp.get("time_to_containment_s") is not None:
+        out.print(
+            f"responses: contained {imp['time_to_containment_s'] / 60:.1f} min after the first step"
+        )
+    if imp.get("harm_avoided"):
+        without = imp["harm_without_responses"]
+        out.print(
+            "responses avoided "
+            + "; ".join(
+                f"{v:g} of {without[k]:g} {k.replace('_', ' ')}"
+                for k, v in imp["harm_avoided"].items()
+                if without[k]
+            )
+            + " (the same run without responses, same seed)"
+        )
     out.print(f"results: {directory}  (report: {directory / 'report.html'})")
 
 

@@ -272,7 +272,29 @@ def impact_line(impact: Mapping[str, Any]) -> str:
         parts.append("no physical impact")
     else:
         parts.append(f"physical impact {ttpi / 60:.0f} min after the first step")
-    return " · ".join(parts)
+    ttc = get("time_to_containment_s")
+    if ttc is not None:
+        parts.append(f"contained {ttc / 60:.0f} min after the first step")
+    return " · ".join(parts) + _avoided(get("harm_without_responses"), get("harm_avoided"))
+
+
+def _avoided(without: Mapping[str, Any] | None, avoided: Mapping[str, Any] | None) -> str:
+    """What the responses saved, against the same run (same seed) without them."""
+    if not without or not avoided:
+        return ""
+    units = {
+        "degree_hours_outside_band": "°C·h outside band",
+        "unsafe_tank_minutes": "unsafe tank-minutes",
+        "doors_opened_without_badge": "doors opened without a badge",
+    }
+    saved = [
+        f"{avoided[k]:g} of {without[k]:g} {label}" for k, label in units.items() if without.get(k)
+    ]
+    return (
+        (". Responses avoided " + "; ".join(saved) + " (same run without responses)")
+        if saved
+        else (". Without responses the harm would have been the same")
+    )
 
 
 CSS = """body{font-family:system-ui,sans-serif;margin:24px 32px;color:#222;max-width:1500px}

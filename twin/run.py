@@ -68,12 +68,13 @@ class Playbooks:
             names = policy.conduits_between(alert.src_ip, alert.dst_ip) if alert.dst_ip else []
             return [BlockConduit(reason=reason, conduit=n) for n in names]
         fac = self.engine.facility
-        if pb.action == "quarantine" and (
-            alert.device in fac.by_name or alert.device[:1].isdigit()
-        ):
-            return [ACTIONS["quarantine"](reason=reason, device=alert.device)]  # type: ignore[call-arg]
-        if alert.device in fac.by_name:
-            return [ACTIONS[pb.action](reason=reason, device=alert.device)]  # type: ignore[call-arg]
+        if pb.target == "device":
+            who = alert.device
+        else:
+            ip = alert.src_ip if pb.target == "source" else alert.dst_ip
+            who = fac.by_ip[ip].name if ip in fac.by_ip else ip
+        if who in fac.by_name or (pb.action == "quarantine" and who[:1].isdigit()):
+            return [ACTIONS[pb.action](reason=reason, device=who)]  # type: ignore[call-arg]
         return []
 
 

@@ -199,6 +199,9 @@ class PlaybookSpec(Model):
         "restore_setpoints", "enable_alarms",
     ]  # fmt: skip
     delay: Delay = Field(default=300.0, description="analyst time from alert to action")
+    target: Literal["device", "source", "destination"] = Field(
+        default="device", description="which party of the alert the action is taken on"
+    )
 
 
 class DetectorSpec(Model):
