@@ -7,12 +7,27 @@ import warnings
 from importlib.metadata import entry_points
 from typing import Any
 
-from detectors.allowlist import Allowlist
+import importlib
+import pkgutil
+
 from detectors.base import Detector, SiteView
-from detectors.conduit_policy import ConduitPolicy
 from twin.errors import Problem
 
-BUILTIN: dict[str, type[Detector]] = {d.name: d for d in (ConduitPolicy, Allowlist)}
+
+def _builtin() -> dict[str, type[Detector]]:
+    """Every Detector subclass with its own `name` in this package's modules."""
+    found: dict[str, type[Detector]] = {}
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if info.name == "base":
+            continue
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        for obj in vars(module).values():
+            if isinstance(obj, type) and issubclass(obj, Detector) and "name" in vars(obj):
+                found[obj.name] = obj
+    return found
+
+
+BUILTIN: dict[str, type[Detector]] = _builtin()
 
 
 def _discover() -> dict[str, type[Detector]]:

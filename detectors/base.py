@@ -49,6 +49,8 @@ class Detector:
     """Base of all detectors. Subclasses take keyword parameters only and store them as-is.
 
     Learned state lives in attributes ending in '_' and is set only in `fit`/`observe`.
+    A detector that scores flows sets `last_scores_` in `observe`: a Series of anomaly
+    scores (higher is more anomalous) indexed by the batch's flow_id, for flow-level PR-AUC.
     """
 
     name: ClassVar[str]
