@@ -70,8 +70,8 @@ def test_truth_links_the_flows_and_events_each_step_caused(flat_run: RunResult) 
 
 
 def test_both_detectors_catch_the_chain_on_flat(flat_run: RunResult) -> None:
-    """Scores show detection: every step is caught by the ensemble within two minutes."""
+    """Scores show detection: every step is caught by the union of detectors within two minutes."""
     scores = {s["detector"]: s for s in flat_run.summary["scores"]}
     assert scores["conduit_policy"]["recall"] == 1.0
-    assert scores["ensemble"]["recall"] == 1.0
-    assert scores["ensemble"]["ttd_median"] <= 120
+    assert scores["union"]["recall"] == 1.0
+    assert scores["union"]["ttd_median"] <= 120

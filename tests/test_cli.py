@@ -68,7 +68,7 @@ def test_run_prints_truth_and_scores(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "blocked: design zoned" in proc.stdout
     assert "scores: flagship on zoned (seed 3)" in proc.stdout
-    assert "ensemble" in proc.stdout
+    assert "union" in proc.stdout
     summary = json.loads((out / "summary.json").read_text())
     assert summary["duration_s"] == 3.75 * 3600 and summary["seed"] == 3
     assert (out / "report.html").exists()

@@ -77,11 +77,11 @@ def test_no_steps_and_no_alerts_give_undefined_scores() -> None:
     assert math.isnan(s.recall) and s.false_alarms_per_day == 0.0
 
 
-def test_ensemble_is_scored_like_one_detector() -> None:
-    """The ensemble is the union of alerts, merged and scored by the same rules."""
+def test_union_is_scored_like_one_detector() -> None:
+    """The union of all detectors is merged and scored by the same rules as one."""
     t = truth(("s1", 1000, 1010, "cam", "ahu"), ("s2", 5000, 5000, "cam", "plc"))
     a = alerts_frame([alert(1030, "ahu", "x"), alert(5010, "plc", "y")])
     scores = {s.detector: s for s in score_run(t, a, ["x", "y"], DAY)}
     assert scores["x"].recall == 0.5 and scores["y"].recall == 0.5
-    assert scores["ensemble"].recall == 1.0 and scores["ensemble"].precision == 1.0
-    assert scores["ensemble"].ttd_p95 == pytest.approx(29.0)
+    assert scores["union"].recall == 1.0 and scores["union"].precision == 1.0
+    assert scores["union"].ttd_p95 == pytest.approx(29.0)

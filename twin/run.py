@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import platform
 import time
@@ -78,6 +79,16 @@ class Playbooks:
         return []
 
 
+def _scores_frame(scored: pd.Series, detector: str) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "flow_id": scored.index.to_numpy(dtype="int64"),
+            "detector": detector,
+            "score": scored.to_numpy(dtype=float),
+        }
+    )
+
+
 def harm_without_responses(spec: ScenarioSpec) -> dict[str, Any]:
     """The counterfactual: the same run (same seed) with no responses, for harm avoided."""
     engine = Engine(spec.model_copy(update={"responses": []}))
@@ -119,6 +130,7 @@ def execute(
     step = min(spec.batch_interval, spec.export_interval) if playbooks else spec.batch_interval
     writer = RunWriter(out)
     alerts: list[Alert] = []
+    flow_scores: list[pd.DataFrame] = []
     status, error = "failed", None
     epoch = time.time()
     wall = time.perf_counter()
@@ -143,7 +155,15 @@ def execute(
                 t = min(t + step, spec.duration)
                 batch = engine.run_until(t)
                 writer.write_batch(batch)
-                new = [a for d in detectors for a in d.observe(batch)]
+                new = []
+                for spec_d, d in zip(dspecs, detectors, strict=True):
+                    said = d.observe(batch)
+                    if spec_d.label:
+                        said = [dataclasses.replace(a, detector=spec_d.label) for a in said]
+                    new.extend(said)
+                    scored = getattr(d, "last_scores_", None)
+                    if scored is not None and len(scored):
+                        flow_scores.append(_scores_frame(scored, spec_d.id))
                 alerts.extend(new)
                 if playbooks:
                     playbooks.handle(new)
@@ -162,9 +182,12 @@ def execute(
         truth = engine.truth()
         writer.append("alerts", alerts_df)
         writer.append("truth", truth)
+        scores_df = pd.concat(flow_scores, ignore_index=True) if flow_scores else None
+        if scores_df is not None:
+            writer.append("flow_scores", scores_df)
         writer.close()
         monitored = max(0.0, engine.now - spec.warmup)
-        scores = score_run(truth, alerts_df, [d.name for d in dspecs], monitored)
+        scores = score_run(truth, alerts_df, [d.id for d in dspecs], monitored, scores_df)
         skipped = engine.campaign.skipped if engine.campaign else []
         outcome = impact(truth, engine.harm.summary(), skipped)
         first_step = float(truth["t_start"].min()) if not truth.empty else None
@@ -197,7 +220,7 @@ def execute(
             "wall_clock_start": dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat(),
             "wall_time_s": round(time.perf_counter() - wall, 3),
             "versions": _versions(),
-            "detectors": [{"name": d.name, "params": d.params} for d in dspecs],
+            "detectors": [{"name": d.name, "label": d.label, "params": d.params} for d in dspecs],
             "scores": [s.as_dict() for s in scores],
             "impact": outcome,
             "responses": [p.model_dump() for p in spec.responses],

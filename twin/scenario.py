@@ -411,6 +411,7 @@ def _check_detectors(raw: Any) -> list[Problem]:
     from detectors import REGISTRY, check_params
 
     problems: list[Problem] = []
+    ids: list[str] = []
     for i, entry in enumerate(raw if isinstance(raw, list) else []):
         name = (
             entry
@@ -420,6 +421,15 @@ def _check_detectors(raw: Any) -> list[Problem]:
             else None
         )
         params = entry.get("params", {}) if isinstance(entry, dict) else {}
+        ident = (entry.get("label") if isinstance(entry, dict) else None) or name
+        if isinstance(ident, str):
+            if ident in ids:
+                problems.append(
+                    Problem(
+                        f"detectors[{i}]", f"two detectors are called {ident!r}; give one a 'label'"
+                    )
+                )
+            ids.append(ident)
         if not isinstance(name, str):
             continue  # structural problem: pydantic reports it
         cls = REGISTRY.get(name)

@@ -207,6 +207,11 @@ class PlaybookSpec(Model):
 class DetectorSpec(Model):
     name: str
     params: dict[str, Any] = Field(default_factory=dict)
+    label: str | None = Field(default=None, description="name in alerts and scores; default name")
+
+    @property
+    def id(self) -> str:
+        return self.label or self.name
 
 
 class ScenarioSpec(Model):

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import ipaddress
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 MERGE_WINDOW = 60.0
-ENSEMBLE = "ensemble"
+UNION = "union"  # every detector of the run together
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,7 @@ class DetectorScore:
     ttd_median: float  # seconds; nan when nothing was detected
     ttd_p95: float
     false_alarms_per_day: float
+    flow_pr_auc: float = float("nan")  # flow level, for detectors that score flows
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -93,7 +94,7 @@ def _names_step(names: set[str], step_names: set[str], nets: list[Any]) -> bool:
 def score_alerts(
     truth: pd.DataFrame, alerts: pd.DataFrame, monitored_s: float, detector: str
 ) -> DetectorScore:
-    """Event-level scores for one detector's (or the ensemble's) alerts."""
+    """Event-level scores for one detector's (or the union's) alerts."""
     merged = merge_alerts(alerts)
     steps = truth.reset_index(drop=True)
     n_steps = len(steps)
@@ -150,15 +151,37 @@ def score_alerts(
     )
 
 
+def flow_pr_auc(truth: pd.DataFrame, flow_scores: pd.DataFrame) -> float:
+    """Average precision of per-flow scores against the flows attack steps caused."""
+    from sklearn.metrics import average_precision_score
+
+    if flow_scores.empty or truth.empty:
+        return float("nan")
+    bad = {int(f) for ids in truth["flow_ids"] for f in ids}
+    labels = flow_scores["flow_id"].isin(bad).to_numpy()
+    if labels.all() or not labels.any():
+        return float("nan")
+    return float(average_precision_score(labels, flow_scores["score"].to_numpy()))
+
+
 def score_run(
-    truth: pd.DataFrame, alerts: pd.DataFrame, detectors: list[str], monitored_s: float
+    truth: pd.DataFrame,
+    alerts: pd.DataFrame,
+    detectors: list[str],
+    monitored_s: float,
+    flow_scores: pd.DataFrame | None = None,
 ) -> list[DetectorScore]:
-    """One score per detector, then the ensemble (all alerts together)."""
-    scores = [
-        score_alerts(truth, alerts[alerts["detector"] == d], monitored_s, d) for d in detectors
-    ]
+    """One score per detector, then their union (all alerts together)."""
+    scores = []
+    for d in detectors:
+        s = score_alerts(truth, alerts[alerts["detector"] == d], monitored_s, d)
+        if flow_scores is not None and not flow_scores.empty:
+            s = replace(
+                s, flow_pr_auc=flow_pr_auc(truth, flow_scores[flow_scores["detector"] == d])
+            )
+        scores.append(s)
     if len(detectors) > 1:
-        scores.append(score_alerts(truth, alerts.assign(detector=ENSEMBLE), monitored_s, ENSEMBLE))
+        scores.append(score_alerts(truth, alerts.assign(detector=UNION), monitored_s, UNION))
     return scores
 
 

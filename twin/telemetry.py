@@ -30,6 +30,7 @@ TRUTH_COLUMNS = {
     "succeeded": "bool", "blocked_by": "str", "detail": "str", "flow_ids": "object",
     "event_ids": "object", "grace": "float64",
 }  # fmt: skip
+FLOW_SCORE_COLUMNS = {"flow_id": "int64", "detector": "str", "score": "float64"}
 TABLES = ("flows", "process", "events", "alerts", "truth")
 
 
@@ -132,6 +133,7 @@ SCHEMAS = {
     "events": _arrow_schema(EVENT_COLUMNS),
     "alerts": _arrow_schema(ALERT_COLUMNS),
     "truth": _arrow_schema(TRUTH_COLUMNS),
+    "flow_scores": _arrow_schema(FLOW_SCORE_COLUMNS),
 }
 
 
@@ -200,7 +202,7 @@ class RunWriter:
 def _columns(table: str) -> dict[str, str]:
     return {
         "flows": FLOW_COLUMNS, "process": PROCESS_COLUMNS, "events": EVENT_COLUMNS,
-        "alerts": ALERT_COLUMNS, "truth": TRUTH_COLUMNS,
+        "alerts": ALERT_COLUMNS, "truth": TRUTH_COLUMNS, "flow_scores": FLOW_SCORE_COLUMNS,
     }[table]  # fmt: skip
 
 
