@@ -135,7 +135,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "backend": args.backend,
     }
-    spec = load_scenario(path, overrides)
+    spec = load_scenario(path, {k: v for k, v in overrides.items() if v is not None})
     if args.out:
         directory = Path(args.out)
     else:
@@ -194,6 +194,71 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 markup=False,
             )
     return status
+
+
+def _names(text: str | None) -> list[str]:
+    return [x for x in (text or "").replace(",", " ").split() if x]
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    import os
+
+    from detectors import REGISTRY
+    from twin.bench import bench
+
+    shipped = shipped_scenarios()
+    wanted = _names(args.scenarios) or list(shipped)
+    paths = [resolve_scenario(s) for s in wanted]
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        err.print(f"no such scenario: {', '.join(missing)} (see: twin list scenarios)")
+        return 2
+    detectors = _names(args.detectors) or sorted(REGISTRY)
+    unknown = [d for d in detectors if d not in REGISTRY]
+    if unknown:
+        err.print(f"unknown detector: {', '.join(unknown)}; known: {', '.join(sorted(REGISTRY))}")
+        return 2
+    try:
+        seeds = [int(s) for s in _names(args.seeds)] or [1]
+    except ValueError:
+        err.print(f"--seeds takes integers, got {args.seeds!r}")
+        return 2
+    out_dir = (
+        Path(args.out) if args.out else Path("runs") / f"bench-{dt.datetime.now():%Y%m%d-%H%M%S}"
+    )
+    jobs = args.jobs or min(2, os.cpu_count() or 1)
+
+    def progress(i: int, n: int, name: str) -> None:
+        if not args.quiet:
+            err.print(f"[{i}/{n}] {name} done")
+
+    board, _ = bench(
+        paths, detectors, seeds, out_dir, args.duration, not args.no_attack_free, jobs, progress
+    )
+    if not args.quiet:
+        table = Table(title=f"detector leaderboard: {len(paths)} scenarios x {len(seeds)} seeds")
+        for col in ("detector", "recall", "precision", "F1", "TTD median s", "TTD p95 s",
+                    "false alarms/day", "attack-free FA/day", "flow PR-AUC"):  # fmt: skip
+            table.add_column(col, justify="left" if col == "detector" else "right")
+        for r in board.itertuples():
+            table.add_row(
+                str(r.detector), _fmt(r.recall), _fmt(r.precision), _fmt(r.f1), _fmt(r.ttd_median_s, 0),
+                _fmt(r.ttd_p95_s, 0), _fmt(r.false_alarms_per_day, 1),
+                _fmt(r.attack_free_false_alarms_per_day, 1), _fmt(r.flow_pr_auc),
+            )  # fmt: skip
+        out.print(table)
+        out.print(f"results: {out_dir} (leaderboard.parquet/.csv/.html, per_run, runs/)")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from twin.export import export_run
+
+    run_dir = Path(args.run)
+    target = Path(args.out) if args.out else run_dir / "dataset"
+    rows = export_run(run_dir, target, tuple(_names(args.format)) or ("parquet", "csv"))
+    out.print(f"wrote {target}: " + ", ".join(f"{k} {v} rows" for k, v in rows.items()))
+    return 0
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
@@ -294,6 +359,43 @@ def parser() -> argparse.ArgumentParser:
     )
     v.add_argument("files", nargs="+", metavar="FILE")
     v.set_defaults(func=cmd_validate)
+
+    b = sub.add_parser(
+        "bench",
+        help="benchmark detectors on the scenario library",
+        description="Run detectors x scenarios x seeds and print a leaderboard (event recall, precision, F1, "
+        "time to detect, false alarms per day, attack-free false alarms, flow PR-AUC). Responses are off.",
+    )
+    b.add_argument(
+        "--scenarios", help="names or files, comma-separated (default: every shipped scenario)"
+    )
+    b.add_argument(
+        "--detectors", help="registry names, comma-separated (default: every registered detector)"
+    )
+    b.add_argument("--seeds", default="1", help="comma-separated seeds (default 1)")
+    b.add_argument("--duration", help="override every scenario's duration, e.g. 6h")
+    b.add_argument(
+        "--no-attack-free",
+        action="store_true",
+        help="skip the attack-free runs (false alarms on quiet days)",
+    )
+    b.add_argument(
+        "--jobs", type=int, help="parallel runs (default: 2, the cores of this kind of machine)"
+    )
+    b.add_argument("--out", metavar="DIR", help="results directory (default runs/bench-<time>)")
+    b.add_argument("-q", "--quiet", action="store_true")
+    b.set_defaults(func=cmd_bench)
+
+    x = sub.add_parser(
+        "export",
+        help="write a labelled dataset from a run",
+        description="Write a run's flows with per-flow labels (label, step_id, technique), process, events "
+        "(labelled) and truth, as Parquet and CSV (and its pcaps when the run was emulated).",
+    )
+    x.add_argument("run", help="a run directory (runs/<id>)")
+    x.add_argument("--out", metavar="DIR", help="where to write (default RUN/dataset)")
+    x.add_argument("--format", default="parquet,csv", help="parquet, csv or both (default both)")
+    x.set_defaults(func=cmd_export)
 
     s = sub.add_parser(
         "schema",

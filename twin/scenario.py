@@ -450,7 +450,7 @@ def parse_scenario(
 ) -> tuple[ScenarioSpec | None, list[Problem]]:
     if not isinstance(raw, dict):
         return None, [Problem("", "a scenario must be a mapping of fields")]
-    raw = {**raw, **{k: v for k, v in (overrides or {}).items() if v is not None}}
+    raw = {**raw, **(overrides or {})}  # None sets a field to null (e.g. campaign: no attack)
     problems: list[Problem] = []
 
     facility_raw = raw.get("facility")

@@ -28,6 +28,7 @@ class DetectorScore:
     ttd_p95: float
     false_alarms_per_day: float
     flow_pr_auc: float = float("nan")  # flow level, for detectors that score flows
+    ttds: tuple[float, ...] = ()  # each detected step's time to detect, for pooling runs
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -147,6 +148,7 @@ def score_alerts(
         f1=float(f1),
         ttd_median=float(np.median(ttds)) if ttds else float("nan"),
         ttd_p95=float(np.percentile(ttds, 95)) if ttds else float("nan"),
+        ttds=tuple(ttds),
         false_alarms_per_day=float((n_alerts - matched.sum()) / days) if days > 0 else float("nan"),
     )
 
