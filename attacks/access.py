@@ -14,12 +14,13 @@ from twin.campaign import Outcome, StepContext
 from twin.devices import KINDS
 from twin.devices.base import COMMON_PASSWORDS, SERVICE_PORTS
 from twin.errors import Problem
+from twin.faces import ACCOUNT_LOCKED
 from twin.facility import Facility
 from twin.network.transactions import Login, Transfer
 from twin.schema import StepSpec
 
 COMMON_DEFAULTS = (("admin", "admin"), ("admin", "12345"), ("root", "root"), ("admin", "password"))
-LOCKED = "account locked"
+LOCKED = ACCOUNT_LOCKED
 # slower than this a guesser is patient: it sits out a lockout instead of giving up (with the
 # usual 5 failures in 300 s policy, one guess per 75 s or slower never trips it at all)
 PATIENT_INTERVAL_S = 60.0

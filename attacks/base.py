@@ -27,6 +27,9 @@ class Technique:
     params: ClassVar[type[TechniqueParams]] = TechniqueParams
     needs_target: ClassVar[bool] = True
     grace: ClassVar[float] = 600.0  # scoring: how long after the step a detection still counts
+    # does success put the target under the attacker's control (blast radius)? Recon,
+    # denial of service and exfiltration do not.
+    compromises: ClassVar[bool] = True
 
     @classmethod
     def check(cls, step: StepSpec, params: Any, facility: Facility) -> list[Problem]:

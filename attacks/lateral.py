@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Generator
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import simpy
@@ -14,22 +13,12 @@ from twin.campaign import Outcome, StepContext
 from twin.devices import KINDS
 from twin.devices.base import SERVICE_PORTS
 from twin.errors import Problem
+from twin.faces import ACCOUNT_LOCKED
 from twin.facility import Facility
 from twin.network.transactions import Login
 from twin.schema import StepSpec
 
 RETRY_S = 3.0  # between credential pairs: an operator typing, not a tool
-
-
-@dataclass(frozen=True)
-class SshLogin(Login):
-    """A password login over SSH (port 22): `Login` itself only knows http and telnet."""
-
-    service: Literal["http", "telnet", "ssh"] = "ssh"  # type: ignore[assignment]
-
-    @property
-    def port(self) -> int:
-        return SERVICE_PORTS["ssh"][0]
 
 
 class LateralParams(TechniqueParams):
@@ -87,7 +76,7 @@ class LateralMovement(Technique):
             if tried:
                 yield ctx.pause(RETRY_S)
             txn = (
-                SshLogin(src_ip, target.ip, "ssh", user, password, cause=ctx.step.id)
+                Login(src_ip, target.ip, "ssh", user, password, cause=ctx.step.id)
                 if p.service == "ssh"
                 else Login(src_ip, target.ip, p.service, user, password, cause=ctx.step.id)
             )
@@ -103,7 +92,7 @@ class LateralMovement(Technique):
                     True, target.name, target.ip,
                     detail=f"{source} -> {target.name} over {p.service} as {user} ({how} credentials)",
                 )  # fmt: skip
-            if reply.status != "denied" or reply.detail == "account locked":
+            if reply.status != "denied" or reply.detail == ACCOUNT_LOCKED:
                 return Outcome(False, target.name, target.ip, detail=reply.detail)
         kind = "held" if p.credentials == "reuse" else "default"
         return Outcome(False, target.name, target.ip, detail=f"{tried} {kind} credentials refused")

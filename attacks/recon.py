@@ -48,6 +48,7 @@ class ScanParams(TechniqueParams):
 
 class NetworkScan(Technique):
     name = "network_scan"
+    compromises = False
     technique_id = "T0846"
     summary = "sweep subnets for hosts (ping) or open services (nmap -sS style) from the foothold"
     params = ScanParams
@@ -110,6 +111,7 @@ class IdentifyParams(TechniqueParams):
 
 class ModbusIdentifyDevices(Technique):
     name = "modbus_identify"
+    compromises = False
     technique_id = "T0888"
     summary = "read vendor, model and firmware (Modbus function 43/14) of Modbus devices"
     params = IdentifyParams

@@ -154,10 +154,11 @@ class Behaviour:
             value = np.full(len(polled), np.nan)
             value[vav] = hvac.measured[index[vav]]
             value[plc] = tanks.level[index[plc]]
-            now_hot = vav & reachable & (np.nan_to_num(value, nan=-np.inf) > threshold)
-            now_high = plc & reachable & (tanks.alarm[index * plc] > 0)
+            up = reachable & ~self._overloaded(polled, t)
+            now_hot = vav & up & (np.nan_to_num(value, nan=-np.inf) > threshold)
+            now_high = plc & up & (tanks.alarm[index * plc] > 0)
             for state, new, what in (
-                (lost, ~reachable, "comm_loss"),
+                (lost, ~up, "comm_loss"),
                 (hot, now_hot, "high_temperature"),
                 (high, now_high, "high_level"),
             ):
@@ -166,6 +167,14 @@ class Behaviour:
                     kind = "alarm_raised" if new[i] else "alarm_cleared"
                     self.events.add(t, d.name, d.ip, kind, detail=what, value=float(value[i]))
                 state[:] = new
+
+    def _overloaded(self, polled: list[Device], t: float) -> np.ndarray:
+        """Devices that do not answer now because a flood overwhelmed them."""
+        mask = np.zeros(len(polled), dtype=bool)
+        busy = {name for name, until in self.net.faces.overloaded_until.items() if until > t}
+        if busy:
+            mask[[i for i, d in enumerate(polled) if d.name in busy]] = True
+        return mask
 
     def _engineering(self, ws: Device) -> Generator[simpy.Event, Any, None]:
         """Work-hours sessions: read (and sometimes re-write) a controller, log into a web UI."""

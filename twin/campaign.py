@@ -32,18 +32,26 @@ class Attacker:
     secrets: dict[str, tuple[str, str]] = field(default_factory=dict)  # device -> (user, password)
     controlled: list[str] = field(default_factory=list)  # devices whose control they changed
     captured: dict[tuple[str, str], int] = field(default_factory=dict)  # (device, register) -> raw
+    bots: list[str] = field(default_factory=list)  # recruited devices, held but not stepped from
 
-    def gain(self, name: str, ip: str) -> None:
+    def gain(self, name: str, ip: str, foothold: bool = True) -> None:
+        """Hold a position. A foothold becomes where later steps act from; a bot does not."""
         if name not in self.positions:
-            self.footholds.append(name)
+            (self.footholds if foothold else self.bots).append(name)
         self.positions[name] = ip
+
+    def holds(self, position: str) -> bool:
+        """Still there? (The origin is always held; a response may evict the rest.)"""
+        return position == self.name or position in self.positions
 
     def lose(self, name: str) -> bool:
         """Evict the attacker from a position; True if they held it."""
         if name not in self.positions:
             return False
         del self.positions[name]
-        self.footholds.remove(name)
+        for held in (self.footholds, self.bots):
+            if name in held:
+                held.remove(name)
         return True
 
 

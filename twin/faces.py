@@ -29,6 +29,7 @@ DEFAULT_CAPACITY_PPS = 50_000.0
 LOCKOUT_FAILURES = 5  # failed logins within LOCKOUT_WINDOW lock the account
 LOCKOUT_WINDOW = 300.0
 LOCKOUT_TIME = 900.0
+ACCOUNT_LOCKED = "account locked"
 
 
 class Faces:
@@ -62,6 +63,9 @@ class Faces:
     def answer(self, txn: Transaction) -> Reply:
         device = self.facility.by_ip.get(txn.dst_ip)
         if device is None:
+            if isinstance(txn, Transfer | Ping | Probe) and self._internet(txn.dst_ip):
+                # a server out on the internet (e.g. the attacker's own): it answers
+                return Reply("ok", f"internet host {txn.dst_ip}")
             return Reply("no_host", f"nothing answers at {txn.dst_ip}")
         if isinstance(txn, Ping):
             return Reply("ok")
@@ -83,6 +87,10 @@ class Faces:
         if isinstance(txn, Login):
             return self._login(device, txn)
         raise TypeError(f"no face answers {type(txn).__name__}")
+
+    def _internet(self, ip: str) -> bool:
+        zone = self.facility.zone_of_ip(ip)
+        return zone is not None and self.facility.zones[zone].purpose == "internet"
 
     def _flood(self, device: Device, txn: Flood) -> Reply:
         rate = txn.packets / max(txn.duration, 1e-3)
@@ -143,7 +151,7 @@ class Faces:
         if self.locked_until.get(device.name, -1.0) > now:
             self.events.add(now, device.name, device.ip, "login_failed", user=txn.username,
                             src_ip=txn.src_ip, detail=f"{txn.service} account locked", cause=txn.cause)  # fmt: skip
-            return Reply("denied", "account locked")
+            return Reply("denied", ACCOUNT_LOCKED)
         ok = (txn.username, txn.password) == self.credentials[device.name]
         if not ok:
             recent = [t for t in self.failures.get(device.name, []) if now - t <= LOCKOUT_WINDOW]

@@ -191,9 +191,17 @@ def impact(
     truth: pd.DataFrame, harm: dict[str, Any], skipped: list[dict[str, Any]]
 ) -> dict[str, Any]:
     """Blast radius, steps stopped by the design, and physical harm."""
+    from attacks import TECHNIQUES
+
     ok = truth[truth["succeeded"]] if not truth.empty else truth
+    taken = ok
+    if not ok.empty:
+        takes = ok["name"].map(lambda n: TECHNIQUES[n].compromises if n in TECHNIQUES else True)
+        taken = ok[takes.astype(bool)]
     compromised = (
-        sorted({str(t) for t in ok["target"] if t and "/" not in str(t)}) if not ok.empty else []
+        sorted({str(t) for t in taken["target"] if t and "/" not in str(t)})
+        if not taken.empty
+        else []
     )
     blocked = truth[truth["blocked_by"].astype(str).str.len() > 0] if not truth.empty else truth
     first_attack = float(truth["t_start"].min()) if not truth.empty else None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,8 +60,8 @@ def engine(
 
 
 def run(
-    e: Engine, until: float | None = None, actions: list[tuple[float, Action]] = ()
-) -> pd.DataFrame:  # type: ignore[assignment]
+    e: Engine, until: float | None = None, actions: Sequence[tuple[float, Action]] = ()
+) -> pd.DataFrame:
     """Run to `until` (default the end), applying actions at their times; return truth by step."""
     for t, action in actions:
         e.schedule(action, t)

@@ -148,8 +148,14 @@ class FlowMeter:
         if cause is not None:
             c.causes.add(cause)
 
-    def export(self, t_end: float, allowed: np.ndarray | None) -> pd.DataFrame:
-        """Rows for the interval ending at t_end; `allowed` masks the standing flows."""
+    def export(
+        self, t_end: float, allowed: np.ndarray | None, answered: np.ndarray | None = None
+    ) -> pd.DataFrame:
+        """Rows for the interval ending at t_end.
+
+        `allowed` masks the standing flows the policy lets through; `answered` those whose
+        destination replies (a flooded device does not: only retries cross the wire).
+        """
         t_start = t_end - self.interval
         parts = []
         arrays = self._freeze()
@@ -157,7 +163,7 @@ class FlowMeter:
         for key in [k for k in self.counters if k in self._standing_keys]:
             merged[self._standing_keys[key]] = self.counters.pop(key)
         if arrays:
-            parts.append(self._standing_rows(arrays, t_start, t_end, allowed, merged))
+            parts.append(self._standing_rows(arrays, t_start, t_end, allowed, merged, answered))
         if self.counters:
             parts.append(self._counter_rows(list(self.counters.items())))
         self.counters = {}
@@ -182,9 +188,11 @@ class FlowMeter:
         t_end: float,
         allowed: np.ndarray | None,
         merged: dict[int, FlowCounter],
+        answered: np.ndarray | None = None,
     ) -> pd.DataFrame:
         n = a["src_ip"].size
-        ok = np.ones(n, dtype=bool) if allowed is None else allowed
+        passed = np.ones(n, dtype=bool) if allowed is None else allowed
+        ok = passed if answered is None else passed & answered
         scale = 1.0 + a["jitter"] * self.rng.standard_normal(n)
         scale = np.clip(scale, 0.2, None)
         bytes_ = np.where(ok, np.round(a["bytes"] * scale), 60.0 * 3)
@@ -216,7 +224,7 @@ class FlowMeter:
             "bytes_rev": bytes_rev, "tcp_flags": tcp, "modbus_reads": reads,
             "modbus_writes": writes, "modbus_fc_set": fc_set, "modbus_unit": a["unit"],
             "modbus_exceptions": exceptions, "auth_failures": np.zeros(n, dtype=np.int64),
-            "blocked": ~ok, "encrypted": a["encrypted"], "_cause": causes,
+            "blocked": ~passed, "encrypted": a["encrypted"], "_cause": causes,
         })  # fmt: skip
 
     @staticmethod

@@ -170,9 +170,9 @@ class SimNetwork:
                 fc=function_code(txn), unit=txn.unit, exception=reply.status == "exception", **common,
             )  # fmt: skip
         elif isinstance(txn, Login):
-            fwd, rev, size, size_rev = (
-                (5, 5, 420, 1100) if txn.service == "http" else (9, 9, 90, 380)
-            )
+            fwd, rev, size, size_rev = {
+                "http": (5, 5, 420, 1100), "telnet": (9, 9, 90, 380), "ssh": (14, 12, 2600, 3100),
+            }[txn.service]  # fmt: skip
             self.meter.record(
                 key, now, app, packets=fwd, bytes=HEADER * fwd + size, packets_rev=rev,
                 bytes_rev=HEADER * rev + size_rev, tcp_flags="SAPF",
@@ -197,5 +197,17 @@ class SimNetwork:
             self._mask_version = self.policy.version
         return self._mask
 
+    def answered_mask(self) -> np.ndarray | None:
+        """Standing flows whose destination answers (None: all do; floods make some not)."""
+        now = self.env.now
+        busy = {ip for ip, until in self._overloaded_ips() if until > now}
+        if not busy:
+            return None
+        return ~np.isin(np.array([f.dst_ip for f in self.meter.standing]), list(busy))
+
+    def _overloaded_ips(self) -> list[tuple[str, float]]:
+        fac = self.policy.facility
+        return [(fac.by_name[n].ip, u) for n, u in self.faces.overloaded_until.items()]
+
     def export(self, t_end: float) -> pd.DataFrame:
-        return self.meter.export(t_end, self.standing_mask())
+        return self.meter.export(t_end, self.standing_mask(), self.answered_mask())

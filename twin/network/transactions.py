@@ -91,13 +91,13 @@ class ModbusIdentify(Transaction):
 
 @dataclass(frozen=True)
 class Login(Transaction):
-    service: Literal["http", "telnet"] = "http"
+    service: Literal["http", "telnet", "ssh"] = "http"
     username: str = ""
     password: str = ""
 
     @property
     def port(self) -> int:
-        return 80 if self.service == "http" else 23
+        return {"http": 80, "telnet": 23, "ssh": 22}[self.service]
 
 
 @dataclass(frozen=True)
