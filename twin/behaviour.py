@@ -125,7 +125,8 @@ class Behaviour:
                     ModbusWrite(bms.ip, vav.ip, "holding", reg.address, (round(value * reg.scale),),
                                 sport=self.poll_ports[(bms.name, vav.name)])
                 )  # fmt: skip
-            yield self.env.timeout(3600.0 - self.env.now % 3600.0)
+            hour, _ = self.plant.clock(self.env.now)
+            yield self.env.timeout((1.0 - hour % 1.0) * 3600.0 or 3600.0)  # next clock hour
 
     def _alarms(self, bms: Device, polled: list[Device]) -> Generator[simpy.Event, Any, None]:
         """Raise and clear communication, high-temperature and tank alarms from polled values.
@@ -144,7 +145,7 @@ class Behaviour:
         high = np.zeros(len(polled), dtype=bool)
         version = -1
         while True:
-            yield self.env.timeout(self.interval)
+            yield self.env.timeout(bms.params.interval_s)  # values arrive with each poll
             t = self.env.now
             if version != self.net.policy.version:
                 version = self.net.policy.version

@@ -105,17 +105,26 @@ class PhysicalChannel:
         return True
 
     def open_door(self, door: int, cause: str) -> bool:
-        """Walk through a door; True if it was unlocked (a locked door is forced and alarms)."""
+        """Walk through a door; True if it was unlocked (a locked door is forced and alarms).
+
+        The door controller logs the opening as access-control systems do, so it is on
+        record even when a sampled process table misses a few seconds of 'open'.
+        """
         doors = self.plant.doors
         name = self.plant.door_names[door]
-        doors.open[door] = 1.0
+        ctrl = self.facility.of_kind("door_controller")[door]
+        doors.pending[door] = 1.0  # the door contact sees it open over the next step
+        t = self.env.now
         if doors.locked[door] > 0:
             doors.forced_alarm[door] = 1.0
             self.events.add(
-                self.env.now, name, "", "alarm_raised", detail="forced_open", cause=cause
+                t, ctrl.name, ctrl.ip, "alarm_raised", detail="forced_open", cause=cause
             )
             return False
         doors.unbadged_entries[door] += 1
+        self.events.add(
+            t, ctrl.name, ctrl.ip, "door_open", detail=f"{name} unlocked, no badge", cause=cause
+        )
         return True
 
 

@@ -68,8 +68,11 @@ def merge_alerts(alerts: pd.DataFrame, window: float = MERGE_WINDOW) -> pd.DataF
 def _step_names(
     step: pd.Series,
 ) -> tuple[set[str], list[ipaddress.IPv4Network | ipaddress.IPv6Network]]:
-    names = {
-        str(step[c]) for c in ("attacker", "attacker_ip", "target", "target_ip") if str(step[c])
+    names = {  # steps with several targets list them comma-joined
+        part
+        for c in ("attacker", "attacker_ip", "target", "target_ip")
+        for part in str(step[c]).split(",")
+        if part
     }
     nets = []
     for part in str(step["target_ip"]).split(","):
@@ -198,10 +201,8 @@ def impact(
     if not ok.empty:
         takes = ok["name"].map(lambda n: TECHNIQUES[n].compromises if n in TECHNIQUES else True)
         taken = ok[takes.astype(bool)]
-    compromised = (
-        sorted({str(t) for t in taken["target"] if t and "/" not in str(t)})
-        if not taken.empty
-        else []
+    compromised = sorted(  # steps with several targets list them comma-joined
+        {t for cell in taken["target"] for t in str(cell).split(",") if t and "/" not in t}
     )
     blocked = truth[truth["blocked_by"].astype(str).str.len() > 0] if not truth.empty else truth
     first_attack = float(truth["t_start"].min()) if not truth.empty else None

@@ -223,3 +223,17 @@ def test_unlock_doors_needs_door_controllers() -> None:
     """Naming a device that is not a door controller is a scenario problem."""
     with pytest.raises(ScenarioError, match=r"doors\[0\]: plc is a plc, not a door controller"):
         engine([{**unlock(doors=["plc"]), "at": "1h"}])
+
+
+def test_an_accomplice_entry_shows_as_an_open_door() -> None:
+    """A walk-in through an unlocked door reads door.<name>.open = 1 in the next sample."""
+    e = engine([])
+    e.run_until(600)
+    door = e.plant.door_names.index("door-2")
+    e.plant.doors.locked[door] = 0.0
+    assert e.physical.open_door(door, cause="test")
+    batch = e.run_until(700)
+    opened = batch.process[
+        (batch.process.signal == "door.door-2.open") & (batch.process.value == 1.0)
+    ]
+    assert len(opened) >= 1 and e.plant.doors.unbadged_entries[door] == 1

@@ -21,6 +21,7 @@ class Doors:
     held_s: Array
     open_for: Array  # seconds the door has been open continuously
     unbadged_entries: Array  # openings while unlocked without a swipe (harm)
+    pending: Array  # openings by someone on site (an accomplice) for the next step
 
     def step(
         self, dt: float, occupancy: float, rng: np.random.Generator
@@ -30,7 +31,8 @@ class Doors:
         n = rng.poisson(rate)
         walk_ins = rng.poisson(rate * 0.5) * (self.locked < 0.5)
         was_open = self.open
-        self.open = ((n > 0) | (walk_ins > 0)).astype(float)
+        self.open = ((n > 0) | (walk_ins > 0) | (self.pending > 0)).astype(float)
+        self.pending = np.zeros_like(self.pending)
         self.open_for = np.where(self.open > 0, np.where(was_open > 0, self.open_for + dt, dt), 0.0)
         self.held_alarm = (self.open_for > self.held_s).astype(float)
         self.swipes = self.swipes + n

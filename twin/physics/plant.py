@@ -152,6 +152,7 @@ class Plant:
             held_s=np.array([c.params.held_open_s for c in ctrls], dtype=float),
             open_for=np.zeros(n),
             unbadged_entries=np.zeros(n),
+            pending=np.zeros(n),
         )
         readers = {
             r.name: fac.pick(r.params.controller, r.member).index

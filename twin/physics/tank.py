@@ -53,7 +53,9 @@ class TankLoop:
         )
         tripped = level >= self.trip_sp
         assert self.latched is not None and self.alarm_enable is not None
-        self.latched = np.where(tripped, 1.0, np.where(level < self.high_sp, 0.0, self.latched))
+        # clears only well below the trip level, even if the high setpoint was raised above it
+        clear = level < np.minimum(self.high_sp, self.trip_sp - 0.2)
+        self.latched = np.where(tripped, 1.0, np.where(clear, 0.0, self.latched))
         self.alarm = self.latched * (self.alarm_enable > 0)
         self.pump = np.where(tripped & (self.interlock > 0), 0.0, self.pump)
         if frozen is not None and frozen.any():
