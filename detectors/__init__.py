@@ -7,27 +7,11 @@ import warnings
 from importlib.metadata import entry_points
 from typing import Any
 
-import importlib
-import pkgutil
-
 from detectors.base import Detector, SiteView
 from twin.errors import Problem
+from twin.registry import discover
 
-
-def _builtin() -> dict[str, type[Detector]]:
-    """Every Detector subclass with its own `name` in this package's modules."""
-    found: dict[str, type[Detector]] = {}
-    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        if info.name == "base":
-            continue
-        module = importlib.import_module(f"{__name__}.{info.name}")
-        for obj in vars(module).values():
-            if isinstance(obj, type) and issubclass(obj, Detector) and "name" in vars(obj):
-                found[obj.name] = obj
-    return found
-
-
-BUILTIN: dict[str, type[Detector]] = _builtin()
+BUILTIN: dict[str, type[Detector]] = discover(__name__, __path__, Detector)
 
 
 def _discover() -> dict[str, type[Detector]]:
