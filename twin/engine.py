@@ -15,7 +15,7 @@ from twin.devices import Device
 from twin.errors import BackendError, SimulationError
 from twin.faces import Faces
 from twin.facility import Facility
-from twin.network.flows import FlowMeter, empty_flows
+from twin.network.flows import Chunk, FlowMeter, flows_frame
 from twin.network.policy import Policy
 from twin.network.sim import SimNetwork
 from twin.physics.plant import Plant
@@ -85,7 +85,7 @@ class Engine:
         self.contained_at: float | None = None
         self._signal_names = np.array([n for b in self._blocks for n in b.names], dtype=object)
         self._samples: list[tuple[float, np.ndarray, np.ndarray]] = []
-        self._flows: list[pd.DataFrame] = []
+        self._flows: list[Chunk] = []
         self._readers = self._reader_of_door()
         self.harm = Harm(self.plant, spec.warmup, spec.sample_interval)
         self.actions: list[dict[str, Any]] = []
@@ -253,7 +253,7 @@ class Engine:
         batch = TelemetryBatch(
             self._last,
             self.now,
-            pd.concat(flows, ignore_index=True) if flows else empty_flows(),
+            flows_frame(flows),
             process,
             self.events.drain(),
         )

@@ -6,12 +6,11 @@ from collections.abc import Generator
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import simpy
 
 from twin.devices.base import ENCRYPTED_APPS, PORT_APPS
 from twin.faces import Faces
-from twin.network.flows import FlowKey, FlowMeter, StandingFlow
+from twin.network.flows import Chunk, FlowKey, FlowMeter, StandingFlow
 from twin.network.policy import Policy
 from twin.network.transactions import (
     Flood,
@@ -209,5 +208,5 @@ class SimNetwork:
         fac = self.policy.facility
         return [(fac.by_name[n].ip, u) for n, u in self.faces.overloaded_until.items()]
 
-    def export(self, t_end: float) -> pd.DataFrame:
+    def export(self, t_end: float) -> Chunk:
         return self.meter.export(t_end, self.standing_mask(), self.answered_mask())
