@@ -57,7 +57,7 @@ class FirmwareImplant(Technique):
         p: ImplantParams = params
         problems = super().check(step, params, facility)
         zone = facility.zone_of_ip(p.c2)
-        if zone is None or zone not in facility.internet_zones():
+        if p.effect == "beacon" and (zone is None or zone not in facility.internet_zones()):
             problems.append(Problem("params.c2", f"{p.c2} is not in an internet zone"))
         target = facility.by_name.get(step.target or "")
         if p.effect == "bias" and target is not None and target.kind not in BIASED:

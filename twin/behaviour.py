@@ -157,7 +157,8 @@ class Behaviour:
             value[plc] = tanks.level[index[plc]]
             up = reachable & ~self._overloaded(polled, t)
             now_hot = vav & up & (np.nan_to_num(value, nan=-np.inf) > threshold)
-            now_high = plc & up & (tanks.alarm[index * plc] > 0)
+            now_high = np.zeros(len(polled), dtype=bool)
+            now_high[plc] = up[plc] & (tanks.alarm[index[plc]] > 0)
             for state, new, what in (
                 (lost, ~up, "comm_loss"),
                 (hot, now_hot, "high_temperature"),

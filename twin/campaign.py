@@ -174,6 +174,7 @@ class Campaign:
         clock: Callable[[float], tuple[float, int]],
         rng: np.random.Generator,
         physics_step: float,
+        warmup: float = 0.0,
     ) -> None:
         from attacks import TECHNIQUES
 
@@ -186,6 +187,7 @@ class Campaign:
         self.clock = clock
         self.rng = rng
         self.physics_step = physics_step
+        self.warmup = warmup
         self.techniques = TECHNIQUES
         self.attacker = Attacker(spec.attacker.name, spec.attacker.origin)
         self.rows: list[dict[str, Any]] = []
@@ -198,11 +200,17 @@ class Campaign:
             self.env.process(self._run(step))
 
     def _trigger(self, step: StepSpec) -> Generator[simpy.Event, Any, None]:
+        """Wait for the step's start: a time, or another step's end and/or a signal crossing.
+
+        A signal trigger is armed only after the warm-up, which must stay attack-free.
+        """
+        if step.at is not None and step.at > self.env.now:
+            yield self.env.timeout(step.at - self.env.now)
         if step.after is not None:
             yield self._done[step.after]
-        elif step.at is not None and step.at > self.env.now:
-            yield self.env.timeout(step.at - self.env.now)
-        elif step.when is not None:
+        if step.when is not None:
+            if self.env.now < self.warmup:
+                yield self.env.timeout(self.warmup - self.env.now)
             w = step.when
             while not (
                 (w.above is not None and self.signal(w.signal) > w.above)

@@ -94,9 +94,25 @@ def print_outcome(summary: dict[str, Any], directory: Path) -> None:
     tti = imp["time_to_physical_impact_s"]
     out.print(
         f"impact: {imp['steps_succeeded']}/{imp['steps_attempted']} steps succeeded, "
-        f"{imp['steps_blocked']} blocked by the design, blast radius {imp['blast_radius']} "
+        f"{imp.get('steps_blocked_by_design', 0)} blocked by the design"
+        + (
+            f", {imp['steps_blocked_by_response']} by responses"
+            if imp.get("steps_blocked_by_response")
+            else ""
+        )
+        + f", blast radius {imp['blast_radius']} "
         f"({', '.join(imp['compromised']) or 'none'}); "
         f"{imp['degree_hours_outside_band']:.2f} degree-hours outside comfort/safety bands"
+        + (
+            f", {imp['unsafe_tank_minutes']:g} unsafe tank-minutes"
+            if imp.get("unsafe_tank_minutes")
+            else ""
+        )
+        + (
+            f", {imp['doors_opened_without_badge']} doors opened without a badge"
+            if imp.get("doors_opened_without_badge")
+            else ""
+        )
         + (
             f", first physical impact {tti / 60:.1f} min after the attack began"
             if tti is not None

@@ -74,7 +74,7 @@ class Engine:
         self.campaign = (
             Campaign(
                 self.env, self.net, self.physical, self.facility, spec.campaign, self.signal,
-                self.plant.clock, attack_rng, spec.physics_step,
+                self.plant.clock, attack_rng, spec.physics_step, spec.warmup,
             )
             if spec.campaign
             else None

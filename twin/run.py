@@ -189,7 +189,13 @@ def execute(
         monitored = max(0.0, engine.now - spec.warmup)
         scores = score_run(truth, alerts_df, [d.id for d in dspecs], monitored, scores_df)
         skipped = engine.campaign.skipped if engine.campaign else []
-        outcome = impact(truth, engine.harm.summary(), skipped)
+        attacker = engine.campaign.attacker if engine.campaign else None
+        held = [
+            n
+            for n in (attacker.footholds + attacker.bots if attacker else [])
+            if n in facility.by_name
+        ]
+        outcome = impact(truth, engine.harm.summary(), skipped, held)
         first_step = float(truth["t_start"].min()) if not truth.empty else None
         outcome["time_to_containment_s"] = (
             engine.contained_at - first_step

@@ -316,8 +316,13 @@ def _check_campaign(spec: ScenarioSpec, facility: FacilitySpec) -> list[Problem]
                     f"unknown technique {step.technique!r}{suggest(step.technique, TECHNIQUES)}",
                 )
             )
-        if sum(x is not None for x in (step.at, step.after, step.when)) != 1:
-            problems.append(Problem(path, "give exactly one of 'at', 'after' and 'when'"))
+        if (step.at is None) == (step.after is None and step.when is None):
+            problems.append(
+                Problem(
+                    path,
+                    "give 'at', or 'after' and/or 'when' (a step waits for a time, or for another step and/or a signal)",
+                )
+            )
         if step.when is not None:
             if (step.when.above is None) == (step.when.below is None):
                 problems.append(Problem(f"{path}.when", "give exactly one of 'above' and 'below'"))

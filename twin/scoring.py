@@ -191,7 +191,10 @@ def score_run(
 
 
 def impact(
-    truth: pd.DataFrame, harm: dict[str, Any], skipped: list[dict[str, Any]]
+    truth: pd.DataFrame,
+    harm: dict[str, Any],
+    skipped: list[dict[str, Any]],
+    held: list[str] | None = None,
 ) -> dict[str, Any]:
     """Blast radius, steps stopped by the design, and physical harm."""
     from attacks import TECHNIQUES
@@ -201,8 +204,9 @@ def impact(
     if not ok.empty:
         takes = ok["name"].map(lambda n: TECHNIQUES[n].compromises if n in TECHNIQUES else True)
         taken = ok[takes.astype(bool)]
-    compromised = sorted(  # steps with several targets list them comma-joined
+    compromised = sorted(  # steps with several targets list them comma-joined; bots count too
         {t for cell in taken["target"] for t in str(cell).split(",") if t and "/" not in t}
+        | set(held or [])
     )
     blocked = truth[truth["blocked_by"].astype(str).str.len() > 0] if not truth.empty else truth
     first_attack = float(truth["t_start"].min()) if not truth.empty else None
@@ -211,6 +215,12 @@ def impact(
         "steps_attempted": len(truth),
         "steps_succeeded": len(ok),
         "steps_blocked": len(blocked),
+        "steps_blocked_by_design": int((~blocked["blocked_by"].str.startswith("response:")).sum())
+        if not blocked.empty
+        else 0,
+        "steps_blocked_by_response": int(blocked["blocked_by"].str.startswith("response:").sum())
+        if not blocked.empty
+        else 0,
         "blocked_by": sorted(set(blocked["blocked_by"])) if not blocked.empty else [],
         "steps_not_attempted": skipped,
         "blast_radius": len(compromised),

@@ -302,9 +302,12 @@ class PcapMeter:
         # _count, inlined: this is the per-packet path
         if not flow.touched:
             flow.touched = True
-            flow.t_first = t
+            flow.t_first = flow.t_last = flow.last_seen = t
             self.pending.append(flow)
-        flow.t_last = flow.last_seen = t
+        elif t >= flow.t_last:
+            flow.t_last = flow.last_seen = t
+        elif t < flow.t_first:  # a late packet, clamped to the interval start
+            flow.t_first = t
         if flow.sport == sport and flow.src == src:
             rev = 0
             flow.packets += 1
@@ -361,9 +364,12 @@ class PcapMeter:
     def _count(self, flow: Flow, rev: int, t: float, size: int, tcp_flags: int) -> None:
         if not flow.touched:
             flow.touched = True
-            flow.t_first = t
+            flow.t_first = flow.t_last = flow.last_seen = t
             self.pending.append(flow)
-        flow.t_last = flow.last_seen = t
+        elif t >= flow.t_last:
+            flow.t_last = flow.last_seen = t
+        elif t < flow.t_first:
+            flow.t_first = t
         if rev:
             flow.packets_rev += 1
             flow.bytes_rev += size
