@@ -33,6 +33,8 @@ class VavParams(Params):
     occupants_peak: float = Field(default=4.0, ge=0)
     setpoint_c: float = Field(default=22.0, ge=10, le=35)
     max_airflow_kg_s: float = Field(default=0.4, gt=0)
+    reheat_w: float | None = Field(default=None, ge=0, description="reheat coil; default 60 W/m2")
+    heating_setpoint_c: float = Field(default=20.0, ge=5, le=30, description="reheat target")
     band_c: tuple[float, float] = Field(default=(18.0, 27.0), description="comfort/safety band")
     capacitance_kj_per_m2k: float = Field(default=50.0, gt=0, description="thermal mass")
 

@@ -12,6 +12,8 @@ from twin.physics.thermal import CP_AIR, ThermalNetwork, first_order
 Array = NDArray[np.float64]
 KP = 0.35  # damper fraction per K
 KI = 0.35 / 600.0  # damper fraction per K s
+KH = 0.5  # reheat fraction per K below the heating setpoint
+HEATING_OFFSET = 1.5  # heating setpoint below the cooling setpoint (deadband)
 MIN_DAMPER = 0.15
 CO2_OUTDOOR = 420.0
 CO2_PER_PERSON = 5.0e-6  # m3/s exhaled CO2
@@ -37,6 +39,8 @@ class Hvac:
     damper: Array
     integral: Array
     max_flow: Array  # kg/s
+    reheat_w: Array  # reheat coil capacity
+    heating_sp: Array  # reheat target (never above the cooling setpoint less the deadband)
     ahu_of: NDArray[np.int64]
     # AHUs
     sa_setpoint: Array
@@ -59,7 +63,11 @@ class Hvac:
         self.damper = np.where(self.frozen, self.damper, damper)
         flow = self.damper * self.max_flow * self.fan[self.ahu_of]
         people = self.occupants_peak * occupancy
-        gains = self.gain_w + 100.0 * people + 8.0 * solar * self.area
+        # reheat below the heating setpoint, on what the controller measures (lies included)
+        target = np.minimum(self.heating_sp, self.setpoint - HEATING_OFFSET)
+        heating = np.clip(KH * (target - self.measured), 0.0, 1.0)
+        heating = np.where(self.frozen, 0.0, heating)
+        gains = self.gain_w + 100.0 * people + 8.0 * solar * self.area + heating * self.reheat_w
         self.temp = self.network.step(
             self.temp, dt, outdoor_c, gains, flow * CP_AIR, self.sa_temp[self.ahu_of]
         )

@@ -115,6 +115,14 @@ class Plant:
             damper=np.full(n, 0.5),
             integral=np.full(n, (0.5 / 0.35) * 600.0),
             max_flow=np.array([v.params.max_airflow_kg_s for v in vavs], dtype=float),
+            heating_sp=np.array([v.params.heating_setpoint_c for v in vavs], dtype=float),
+            reheat_w=np.array(
+                [
+                    v.params.reheat_w if v.params.reheat_w is not None else 60.0 * v.params.area_m2
+                    for v in vavs
+                ],
+                dtype=float,
+            ),
             ahu_of=np.array([fac.pick(v.params.ahu, v.member).index for v in vavs], dtype=np.int64),
             sa_setpoint=sa_sp,
             sa_temp=sa_sp.copy(),
