@@ -10,6 +10,7 @@ from detectors.base import Detector, SiteView, first_seen, summarise
 from twin.telemetry import Alert, TelemetryBatch
 
 WRITER_ROLES = frozenset({"engineering"})
+PROBE_PACKETS = 3
 
 
 class ConduitPolicy(Detector):
@@ -79,7 +80,10 @@ class ConduitPolicy(Detector):
                         f"Modbus write from non-engineering host {site.name(row.src_ip)} to {site.name(row.dst_ip)}",
                     ))  # fmt: skip
 
-        pairs = f[["src_ip", "dst_ip", "dst_port", "t_export"]].drop_duplicates(
+        # a scan is many probe-like flows (a SYN or two, at most one packet back); fan-out
+        # over real sessions, such as a BMS polling fifty controllers, is not
+        probes = f[(f["packets"] <= PROBE_PACKETS) & (f["packets_rev"] <= 1)]
+        pairs = probes[["src_ip", "dst_ip", "dst_port", "t_export"]].drop_duplicates(
             ["src_ip", "dst_ip", "dst_port"]
         )
         fanout = pairs.groupby("src_ip", observed=True).agg(
