@@ -9,6 +9,7 @@ import logging
 import math
 import struct
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -517,6 +518,43 @@ class ModbusExceptionError(BackendError):
         self.function = function
 
 
+class _TcpClient(ModbusTcpClient):
+    """pymodbus's blocking TCP client, receiving without select().
+
+    select() cannot watch a descriptor numbered 1024 or more, so in a process holding
+    many sockets (a poller of hundreds of devices) the stock client reports every
+    reply as a closed connection (pymodbus issue #873). A socket timeout waits with
+    poll() instead.
+    """
+
+    def recv(self, size: int | None) -> bytes:
+        sock = self.socket
+        if sock is None:
+            raise ConnectionException(str(self))
+        timeout = self.comm_params.timeout_connect or 0.0
+        deadline = time.monotonic() + timeout
+        want = 4096 if size is None else size
+        data = b""
+        while len(data) < want:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            sock.settimeout(left)
+            try:
+                chunk = sock.recv(want - len(data))
+            except TimeoutError:
+                break
+            if not chunk:
+                self.close()
+                if data:
+                    return data
+                raise ConnectionException(f"{self}: connection closed before a reply")
+            data += chunk
+            if size is None:  # any bytes will do; the framer asks again for the rest
+                break
+        return data
+
+
 class ModbusPeer:
     """A Modbus/TCP client of one device, as pollers and attacks use it.
 
@@ -533,7 +571,7 @@ class ModbusPeer:
         self.port = port
         self.unit = unit
         self.timeout = timeout
-        self._client = ModbusTcpClient(host, port=port, timeout=timeout, retries=0)
+        self._client = _TcpClient(host, port=port, timeout=timeout, retries=0)
 
     def __str__(self) -> str:
         return f"Modbus peer {self.host}:{self.port} unit {self.unit}"

@@ -181,7 +181,7 @@ class RunWriter:
             part = self.path(table).with_name(f"{table}.parquet.part")
             writer = self._writers[table] = pq.ParquetWriter(part, schema, compression="zstd")
         writer.write_table(arrow)
-        self.rows[table] += len(frame)
+        self.rows[table] = self.rows.get(table, 0) + len(frame)
 
     def write_batch(self, batch: TelemetryBatch) -> None:
         self.append("flows", batch.flows)
