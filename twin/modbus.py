@@ -236,6 +236,7 @@ class DeviceFace:
 
     @property
     def connections(self) -> int:
+        """Clients connected right now."""
         return len(self._connections)
 
     def start(self) -> DeviceFace:
@@ -262,7 +263,7 @@ class DeviceFace:
         thread, loop = self._thread, self._loop
         if thread is None:
             return
-        if loop is not None:
+        if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(loop.stop)
         thread.join()
         self._thread = self._loop = self._port = None
@@ -324,6 +325,8 @@ class DeviceFace:
         protocol id, drops pipelined requests and answers bad quantities with the wrong
         function and exception code.
         """
+        if not pdu:
+            raise ValueError("empty PDU: a request starts with its function code")
         function = pdu[0]
         try:
             if function in READ_TABLES:
