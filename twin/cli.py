@@ -61,13 +61,14 @@ def score_table(summary: dict[str, Any]) -> Table:
         "TTD p95 s",
         "false alarms/day",
         "alerts",
+        "flow PR-AUC",
     ):
         table.add_column(col, justify="left" if col == "detector" else "right")
     for s in summary["scores"]:
         table.add_row(
             s["detector"], _fmt(s["recall"]), _fmt(s["precision"]), _fmt(s["f1"]),
             _fmt(s["ttd_median"], 0), _fmt(s["ttd_p95"], 0), _fmt(s["false_alarms_per_day"], 1),
-            str(s["alerts"]),
+            str(s["alerts"]), _fmt(s.get("flow_pr_auc")),
         )  # fmt: skip
     return table
 

@@ -216,6 +216,7 @@ SCORE_COLUMNS = {  # summary key: (heading, decimals)
     "recall": ("recall", 2), "precision": ("precision", 2), "f1": ("F1", 2),
     "ttd_median": ("TTD median (s)", 0), "ttd_p95": ("TTD p95 (s)", 0),
     "false_alarms_per_day": ("false alarms/day", 1), "alerts": ("alerts", 0),
+    "flow_pr_auc": ("flow PR-AUC", 2),
 }  # fmt: skip
 
 
