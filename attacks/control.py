@@ -158,6 +158,10 @@ def write_registers(
 class RegisterWrites(Technique):
     """A fixed list of register writes on the target (a base: it has no name, so no entry)."""
 
+    # manipulated control shows in the physics only as the process drifts: a tank passes
+    # its old setpoint, a room its band, tens of minutes after the write
+    grace = 1800.0
+
     @classmethod
     def planned(cls, params: Any) -> list[Planned]:
         raise NotImplementedError

@@ -37,6 +37,7 @@ class Replay(Technique):
     summary = "sniff a master's legitimate Modbus writes, resend them later from the foothold (T0855; the replayed messages spoof the master, T0856)"
     params = ReplayParams
     needs_target = False  # optional: only writes to the target are replayed
+    grace = 1800.0  # the replayed command's effect builds up over tens of minutes
 
     @classmethod
     def check(cls, step: StepSpec, params: Any, facility: Facility) -> list[Problem]:
