@@ -26,27 +26,51 @@ def _fc_pairs(flows: pd.DataFrame) -> pd.DataFrame:
 class Allowlist(Detector):
     """Learns who talks to whom, on which port, with which Modbus functions; flags what is new.
 
-    Anything first seen after the warm-up is an alert, once per (source, destination) per
-    batch. With `learn_online`, what it has alerted on is not re-alerted later.
+    With `level="group"` (the default) it learns per device class: a path is known when
+    any member of the source's group used it towards any member of the destination's group
+    (the engineer who browsed one camera may browse another). Addresses outside the
+    inventory stand for themselves. Anything first seen after the warm-up is an alert, once
+    per source per batch; with `learn_online`, it is not re-alerted later.
     """
 
     name = "allowlist"
-    summary = "flags peers, ports and Modbus function codes not seen during the warm-up"
+    summary = (
+        "flags peers, ports and Modbus function codes not seen (per device class) in the warm-up"
+    )
 
-    def __init__(self, learn_online: bool = True, check_functions: bool = True) -> None:
+    def __init__(
+        self, learn_online: bool = True, check_functions: bool = True, level: str = "group"
+    ) -> None:
+        if level not in ("group", "device"):
+            raise ValueError(f"level must be 'group' or 'device', got {level!r}")
         self.learn_online = learn_online
         self.check_functions = check_functions
+        self.level = level
+
+    def _who(self, ip: str) -> str:
+        key = self.who_.get(ip)
+        if key is None:
+            d = self.site_.device(ip)
+            key = self.who_[ip] = (d.group if self.level == "group" else d.name) if d else ip
+        return key
+
+    def _keyed(self, frame: pd.DataFrame) -> pd.DataFrame:
+        if frame.empty:
+            return frame.assign(src=pd.Series(dtype=str), dst=pd.Series(dtype=str))
+        who = {ip: self._who(ip) for ip in pd.unique(pd.concat([frame["src_ip"], frame["dst_ip"]]))}
+        return frame.assign(src=frame["src_ip"].map(who), dst=frame["dst_ip"].map(who))
 
     def fit(self, baseline: TelemetryBatch, site: SiteView) -> Self:
         self.site_ = site
-        f = baseline.flows
+        self.who_: dict[str, str] = {}
+        f = self._keyed(baseline.flows)
         self.paths_ = set(
-            f[["src_ip", "dst_ip", "dst_port"]].drop_duplicates().itertuples(index=False, name=None)
+            f[["src", "dst", "dst_port"]].drop_duplicates().itertuples(index=False, name=None)
         )
         self.pairs_ = {(s, d) for s, d, _ in self.paths_}
-        fcs = _fc_pairs(f)
+        fcs = self._keyed(_fc_pairs(baseline.flows))
         self.functions_ = set(
-            fcs[["src_ip", "dst_ip", "fc"]].drop_duplicates().itertuples(index=False, name=None)
+            fcs[["src", "dst", "fc"]].drop_duplicates().itertuples(index=False, name=None)
         )
         return self
 
@@ -56,45 +80,33 @@ class Allowlist(Detector):
             return []
         site = self.site_
         alerts: list[Alert] = []
-        paths = first_seen(f, ["src_ip", "dst_ip", "dst_port"])
-        new = paths[
-            [(r.src_ip, r.dst_ip, r.dst_port) not in self.paths_ for r in paths.itertuples()]
-        ]
+        paths = self._keyed(first_seen(f, ["src_ip", "dst_ip", "dst_port"]))
+        new = paths[[(r.src, r.dst, r.dst_port) not in self.paths_ for r in paths.itertuples()]]
         for src, g in new.groupby("src_ip", sort=True):
             dsts = list(dict.fromkeys(g["dst_ip"]))
             d = site.device(src) or (site.device(dsts[0]) if len(dsts) == 1 else None)
-            paths = [f"{site.name(x)}:{p}" for x, p in zip(g["dst_ip"], g["dst_port"], strict=True)]
+            said = [f"{site.name(x)}:{p}" for x, p in zip(g["dst_ip"], g["dst_port"], strict=True)]
             alerts.append(Alert(
                 float(g["t"].min()), self.name, "medium", d.name if d else src, src,
                 dsts[0] if len(dsts) == 1 else "", "T0886",
-                f"{len(paths)} new path{'s' if len(paths) > 1 else ''} from {site.name(src)}: {summarise(paths)}",
+                f"{len(said)} new path{'s' if len(said) > 1 else ''} from {site.name(src)}: {summarise(said)}",
             ))  # fmt: skip
         if self.check_functions:
-            fcs = first_seen(_fc_pairs(f), ["src_ip", "dst_ip", "fc"]) if not f.empty else None
-            if fcs is not None and not fcs.empty:
-                novel = fcs[
-                    [(r.src_ip, r.dst_ip, r.fc) not in self.functions_ for r in fcs.itertuples()]
-                ]
-                for r in novel.itertuples():
-                    write = int(r.fc) in WRITE_FUNCTIONS
-                    if not write and (r.src_ip, r.dst_ip) not in self.pairs_:
-                        continue  # a read on a new path: the path alert above covers it
-                    d = site.device(r.src_ip) or site.device(r.dst_ip)
-                    alerts.append(
-                        Alert(
-                            float(r.t),
-                            self.name,
-                            "high" if write else "medium",
-                            d.name if d else r.src_ip,
-                            r.src_ip,
-                            r.dst_ip,
-                            "T0836" if write else "T0888",
-                            f"new Modbus function {r.fc} from {site.name(r.src_ip)} to {site.name(r.dst_ip)}",
-                        )
-                    )
-                if self.learn_online:
-                    self.functions_.update((r.src_ip, r.dst_ip, r.fc) for r in novel.itertuples())
+            fcs = self._keyed(first_seen(_fc_pairs(f), ["src_ip", "dst_ip", "fc"]))
+            novel = fcs[[(r.src, r.dst, r.fc) not in self.functions_ for r in fcs.itertuples()]]
+            for r in novel.itertuples():
+                write = int(r.fc) in WRITE_FUNCTIONS
+                if not write and (r.src, r.dst) not in self.pairs_:
+                    continue  # a read on a new path: the path alert above covers it
+                d = site.device(r.src_ip) or site.device(r.dst_ip)
+                alerts.append(Alert(
+                    float(r.t), self.name, "high" if write else "medium", d.name if d else r.src_ip,
+                    r.src_ip, r.dst_ip, "T0836" if write else "T0888",
+                    f"new Modbus function {r.fc} from {site.name(r.src_ip)} to {site.name(r.dst_ip)}",
+                ))  # fmt: skip
+            if self.learn_online:
+                self.functions_.update((r.src, r.dst, r.fc) for r in novel.itertuples())
         if self.learn_online:
-            self.paths_.update((r.src_ip, r.dst_ip, r.dst_port) for r in new.itertuples())
-            self.pairs_.update((r.src_ip, r.dst_ip) for r in new.itertuples())
+            self.paths_.update((r.src, r.dst, r.dst_port) for r in new.itertuples())
+            self.pairs_.update((r.src, r.dst) for r in new.itertuples())
         return alerts
