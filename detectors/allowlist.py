@@ -60,6 +60,19 @@ class Allowlist(Detector):
         who = {ip: self._who(ip) for ip in pd.unique(pd.concat([frame["src_ip"], frame["dst_ip"]]))}
         return frame.assign(src=frame["src_ip"].map(who), dst=frame["dst_ip"].map(who))
 
+    def _fc_pairs(self, flows: pd.DataFrame) -> pd.DataFrame:
+        """(src_ip, dst_ip, fc, t_export) per function code, splitting each distinct set once."""
+        m = flows[flows["modbus_fc_set"].str.len() > 0]
+        if m.empty:
+            return pd.DataFrame(columns=["src_ip", "dst_ip", "fc", "t_export"])
+        # the same few sets recur on every poll: explode distinct rows only
+        m = (
+            m.groupby(["src_ip", "dst_ip", "modbus_fc_set"], sort=False, observed=True)["t_export"]
+            .min()
+            .reset_index()
+        )
+        return _fc_pairs(m)
+
     def fit(self, baseline: TelemetryBatch, site: SiteView) -> Self:
         self.site_ = site
         self.who_: dict[str, str] = {}
@@ -81,7 +94,18 @@ class Allowlist(Detector):
         site = self.site_
         alerts: list[Alert] = []
         paths = self._keyed(first_seen(f, ["src_ip", "dst_ip", "dst_port"]))
-        new = paths[[(r.src, r.dst, r.dst_port) not in self.paths_ for r in paths.itertuples()]]
+        known = self.paths_
+        new = paths[
+            [
+                k not in known
+                for k in zip(
+                    paths["src"].tolist(),
+                    paths["dst"].tolist(),
+                    paths["dst_port"].tolist(),
+                    strict=True,
+                )
+            ]
+        ]
         for src, g in new.groupby("src_ip", sort=True):
             dsts = list(dict.fromkeys(g["dst_ip"]))
             d = site.device(src) or (site.device(dsts[0]) if len(dsts) == 1 else None)
@@ -92,8 +116,16 @@ class Allowlist(Detector):
                 f"{len(said)} new path{'s' if len(said) > 1 else ''} from {site.name(src)}: {summarise(said)}",
             ))  # fmt: skip
         if self.check_functions:
-            fcs = self._keyed(first_seen(_fc_pairs(f), ["src_ip", "dst_ip", "fc"]))
-            novel = fcs[[(r.src, r.dst, r.fc) not in self.functions_ for r in fcs.itertuples()]]
+            fcs = self._keyed(first_seen(self._fc_pairs(f), ["src_ip", "dst_ip", "fc"]))
+            seen = self.functions_
+            novel = fcs[
+                [
+                    k not in seen
+                    for k in zip(
+                        fcs["src"].tolist(), fcs["dst"].tolist(), fcs["fc"].tolist(), strict=True
+                    )
+                ]
+            ]
             for r in novel.itertuples():
                 write = int(r.fc) in WRITE_FUNCTIONS
                 if not write and (r.src, r.dst) not in self.pairs_:

@@ -12,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from plotly.colors import qualitative
@@ -346,8 +347,14 @@ def _physics_rows(run_dir: Path) -> pd.DataFrame:
     path = run_dir / "process.parquet"
     if not path.exists():
         return empty(PROCESS_COLUMNS)
-    wanted = pc.match_substring_regex(pc.field("signal"), PHYSICS)
-    return pq.read_table(path, filters=wanted).to_pandas()
+    # batch by batch, so memory follows what is kept, not the size of the table
+    parts = []
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=262_144):
+        table = pa.Table.from_batches([batch])
+        parts.append(table.filter(pc.match_substring_regex(table["signal"], PHYSICS)))
+    if not parts:
+        return empty(PROCESS_COLUMNS)
+    return pa.concat_tables(parts).to_pandas()
 
 
 def write_report(run_dir: Path) -> Path:

@@ -32,6 +32,7 @@ TRUTH_COLUMNS = {
 }  # fmt: skip
 FLOW_SCORE_COLUMNS = {"flow_id": "int64", "detector": "str", "score": "float64"}
 TABLES = ("flows", "process", "events", "alerts", "truth")
+ROW_GROUP = 250_000  # rows buffered per table before a Parquet row group is written
 
 
 def empty(columns: dict[str, str]) -> pd.DataFrame:
@@ -160,6 +161,8 @@ class RunWriter:
         ]:
             stale.unlink(missing_ok=True)
         self._writers: dict[str, pq.ParquetWriter] = {}
+        self._pending: dict[str, list[pa.Table]] = {}
+        self._pending_rows: dict[str, int] = {}
         self.rows: dict[str, int] = dict.fromkeys(TABLES, 0)
 
     def __enter__(self) -> RunWriter:
@@ -176,12 +179,21 @@ class RunWriter:
             return
         schema = SCHEMAS[table]
         arrow = pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)
-        writer = self._writers.get(table)
-        if writer is None:
+        if table not in self._writers:
             part = self.path(table).with_name(f"{table}.parquet.part")
-            writer = self._writers[table] = pq.ParquetWriter(part, schema, compression="zstd")
-        writer.write_table(arrow)
+            self._writers[table] = pq.ParquetWriter(part, schema, compression="zstd")
+        # a few large row groups instead of one per batch: cheaper to write and to read
+        self._pending.setdefault(table, []).append(arrow)
+        self._pending_rows[table] = self._pending_rows.get(table, 0) + len(frame)
+        if self._pending_rows[table] >= ROW_GROUP:
+            self._flush(table)
         self.rows[table] = self.rows.get(table, 0) + len(frame)
+
+    def _flush(self, table: str) -> None:
+        chunks = self._pending.pop(table, [])
+        self._pending_rows[table] = 0
+        if chunks:
+            self._writers[table].write_table(pa.concat_tables(chunks))
 
     def write_batch(self, batch: TelemetryBatch) -> None:
         self.append("flows", batch.flows)
@@ -194,6 +206,7 @@ class RunWriter:
             if table not in self._writers:
                 self.append(table, empty(_columns(table)))
         for table, writer in list(self._writers.items()):
+            self._flush(table)
             writer.close()
             os.replace(self.path(table).with_name(f"{table}.parquet.part"), self.path(table))
         self._writers = {}
