@@ -29,8 +29,11 @@ class Allowlist(Detector):
     With `level="group"` (the default) it learns per device class: a path is known when
     any member of the source's group used it towards any member of the destination's group
     (the engineer who browsed one camera may browse another). Addresses outside the
-    inventory stand for themselves. Anything first seen after the warm-up is an alert, once
-    per source per batch; with `learn_online`, it is not re-alerted later.
+    inventory stand for themselves. With `trust_conduits`, what the design documents is
+    known too, as an NDR is configured with the site's policy as well as learning: a path a
+    conduit covers, and Modbus writes on it from an engineering host. Anything else first
+    seen after the warm-up is an alert, once per source per batch; with `learn_online`, it
+    is not re-alerted later.
     """
 
     name = "allowlist"
@@ -39,13 +42,27 @@ class Allowlist(Detector):
     )
 
     def __init__(
-        self, learn_online: bool = True, check_functions: bool = True, level: str = "group"
+        self,
+        learn_online: bool = True,
+        check_functions: bool = True,
+        level: str = "group",
+        trust_conduits: bool = True,
     ) -> None:
         if level not in ("group", "device"):
             raise ValueError(f"level must be 'group' or 'device', got {level!r}")
         self.learn_online = learn_online
         self.check_functions = check_functions
         self.level = level
+        self.trust_conduits = trust_conduits
+
+    def _documented(self, src: str, dst: str, port: int) -> bool:
+        if not self.trust_conduits:
+            return False
+        key = (src, dst, port)
+        hit = self.documented_.get(key)
+        if hit is None:
+            hit = self.documented_[key] = self.site_.policy.conduit_for(src, dst, port) is not None
+        return hit
 
     def _who(self, ip: str) -> str:
         key = self.who_.get(ip)
@@ -76,6 +93,7 @@ class Allowlist(Detector):
     def fit(self, baseline: TelemetryBatch, site: SiteView) -> Self:
         self.site_ = site
         self.who_: dict[str, str] = {}
+        self.documented_: dict[tuple[str, str, int], bool] = {}
         f = self._keyed(baseline.flows)
         self.paths_ = set(
             f[["src", "dst", "dst_port"]].drop_duplicates().itertuples(index=False, name=None)
@@ -95,15 +113,14 @@ class Allowlist(Detector):
         alerts: list[Alert] = []
         paths = self._keyed(first_seen(f, ["src_ip", "dst_ip", "dst_port"]))
         known = self.paths_
+        keys = zip(
+            paths["src"].tolist(), paths["dst"].tolist(), paths["dst_port"].tolist(), strict=True
+        )
+        ips = zip(paths["src_ip"].tolist(), paths["dst_ip"].tolist(), strict=True)
         new = paths[
             [
-                k not in known
-                for k in zip(
-                    paths["src"].tolist(),
-                    paths["dst"].tolist(),
-                    paths["dst_port"].tolist(),
-                    strict=True,
-                )
+                k not in known and not self._documented(s, d, int(k[2]))
+                for k, (s, d) in zip(keys, ips, strict=True)
             ]
         ]
         for src, g in new.groupby("src_ip", sort=True):
@@ -130,6 +147,9 @@ class Allowlist(Detector):
                 write = int(r.fc) in WRITE_FUNCTIONS
                 if not write and (r.src, r.dst) not in self.pairs_:
                     continue  # a read on a new path: the path alert above covers it
+                engineer = site.role(r.src_ip) == "engineering"
+                if write and engineer and self._documented(r.src_ip, r.dst_ip, 502):
+                    continue  # an engineer writing on a documented conduit is their job
                 d = site.device(r.src_ip) or site.device(r.dst_ip)
                 alerts.append(Alert(
                     float(r.t), self.name, "high" if write else "medium", d.name if d else r.src_ip,

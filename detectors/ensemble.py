@@ -8,6 +8,10 @@ from typing import Any, Self
 from detectors.base import Detector, SiteView
 from twin.telemetry import Alert, TelemetryBatch
 
+# the default ensemble: one detector per kind of evidence (policy, behaviour, physics,
+# identity), each quiet on attack-free days
+DEFAULT_MEMBERS = ("conduit_policy", "allowlist", "physics", "identity")
+
 
 def _spec(member: str | dict[str, Any]) -> tuple[str, dict[str, Any]]:
     if isinstance(member, str):
@@ -30,7 +34,7 @@ class Ensemble(Detector):
 
     def __init__(
         self,
-        members: list[str | dict[str, Any]] | tuple[str, ...] = ("conduit_policy", "allowlist"),
+        members: list[str | dict[str, Any]] | tuple[str, ...] = DEFAULT_MEMBERS,
         min_votes: int = 1,
         window_s: float = 300.0,
     ) -> None:

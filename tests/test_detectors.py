@@ -80,7 +80,9 @@ def test_conduit_policy_flags_a_scan_once() -> None:
 
 def test_allowlist_learns_the_baseline_and_flags_what_is_new() -> None:
     """Paths and Modbus functions seen in the warm-up pass; a new path and a new write do not."""
-    det = Allowlist().fit(batch(flow(BMS, AHU), flow(ENG, PLC, port=502)), site())
+    det = Allowlist(trust_conduits=False).fit(
+        batch(flow(BMS, AHU), flow(ENG, PLC, port=502)), site()
+    )
     alerts = det.observe(batch(
         flow(BMS, AHU, t=700),
         flow(CAM, AHU, t=720),
@@ -90,6 +92,18 @@ def test_allowlist_learns_the_baseline_and_flags_what_is_new() -> None:
     new_path, new_fc = sorted(alerts, key=lambda a: a.t)
     assert new_path.src_ip == CAM and "new path" in new_path.reason
     assert new_fc.technique == "T0836" and "function 16" in new_fc.reason
+
+
+def test_allowlist_trusts_what_the_design_documents() -> None:
+    """A documented path and an engineer's write on it pass; the same from a camera does not."""
+    det = Allowlist().fit(batch(flow(BMS, AHU)), site())
+    quiet = det.observe(batch(flow(ENG, PLC, t=700, modbus_writes=1, modbus_fc_set="3,6")))
+    assert quiet == []  # eng-ws -> plc modbus is a conduit; engineers write setpoints
+    loud = det.observe(batch(flow(CAM, PLC, t=760, modbus_writes=1, modbus_fc_set="6")))
+    assert [a.src_ip for a in loud] == [CAM, CAM] and {a.technique for a in loud} == {
+        "T0886",
+        "T0836",
+    }
 
 
 def test_allowlist_online_learning_does_not_repeat_itself() -> None:
