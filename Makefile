@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint typecheck pytest bench clean
+.PHONY: setup system demo test lint typecheck pytest bench bench-emulated clean
 
 setup: $(STAMP)
 
@@ -15,10 +15,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# Debian packages for the emulated network (iptables, bridge-utils, tcpdump, nmap, mininet,
+# Suricata from bookworm-backports). Installs when root; otherwise says what is missing.
+# A failed install does not stop the tests: the emulation tests then skip, naming it.
+system:
+	-scripts/setup-system
+
 demo: setup
 	$(BIN)/twin run flagship
 
-test: setup lint typecheck pytest
+test: setup system lint typecheck pytest
 
 lint: setup
 	$(BIN)/ruff check .
@@ -32,6 +38,9 @@ pytest: setup
 
 bench: setup
 	$(BIN)/python bench/scale.py --devices 1000
+
+bench-emulated: setup system
+	$(BIN)/python bench/emulated_deploy.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,173 @@
+"""A facility and design as an emulated network, as data: zones become segments, devices hosts.
+
+Nothing here touches the kernel; `Deployment` (the one builder) makes a Topology real.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import re
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Literal
+
+from twin.errors import BackendError
+from twin.facility import Facility
+
+HOST_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")  # as device names: safe in namespace names
+IFNAMSIZ = 15  # longest Linux interface name
+# interface names that would clash with /proc/sys/net/ipv4/conf/{all,default}
+RESERVED_IFNAMES = frozenset({"lo", "all", "default"})
+FIRST_HOST = 10  # Facility allocates from .10; .1 is the router's
+
+
+def _mac(*parts: str) -> str:
+    digest = hashlib.sha256("/".join(parts).encode()).digest()
+    octets = [(digest[0] | 0x02) & 0xFE, *digest[1:6]]  # locally administered, unicast
+    return ":".join(f"{o:02x}" for o in octets)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A zone: one bridge in the switch namespace, and the router's leg on it."""
+
+    zone: str
+    subnet: ipaddress.IPv4Network
+    gateway: ipaddress.IPv4Address  # the router's address in the zone: .1
+    internet: bool
+    ifname: str  # the bridge in the switch namespace and the router's interface share it
+    uplink: str  # the router's port on the bridge (switch namespace)
+    router_mac: str
+
+    @property
+    def gateway_cidr(self) -> str:
+        return f"{self.gateway}/{self.subnet.prefixlen}"
+
+
+@dataclass(frozen=True)
+class Host:
+    """One emulated machine: a device of the facility, or the attacker's origin."""
+
+    name: str
+    zone: str
+    ip: ipaddress.IPv4Address
+    mac: str
+    port: str  # its port on the zone's bridge (switch namespace); its own side is eth0
+    role: Literal["device", "attacker"]
+
+
+@dataclass(frozen=True)
+class Topology:
+    """Segments and hosts of one facility under one design; the builder's only input."""
+
+    facility: str
+    design: str
+    kind: Literal["flat", "zoned", "micro"]
+    segments: tuple[Segment, ...]
+    hosts: tuple[Host, ...]
+
+    @classmethod
+    def of(
+        cls, facility: Facility, design: str, *, attacker: tuple[str, str] | None = None
+    ) -> Topology:
+        """The topology of `facility` under `design`; `attacker` is (name, origin address).
+
+        Every problem is reported at once in one BackendError.
+        """
+        problems: list[str] = []
+        if design not in facility.designs:
+            raise BackendError(f"facility {facility.name!r} has no design {design!r}")
+        internet = set(facility.internet_zones())
+        segments: list[Segment] = []
+        taken_ifnames: set[str] = set()
+        for j, zone in enumerate(facility.zones.values()):
+            if not isinstance(zone.subnet, ipaddress.IPv4Network):
+                problems.append(f"zone {zone.name!r}: {zone.subnet} is not IPv4")
+                continue
+            if zone.subnet.num_addresses < 4:
+                problems.append(f"zone {zone.name!r}: {zone.subnet} has no room for a router")
+                continue
+            ifname = zone.name
+            if len(ifname) > IFNAMSIZ or ifname in RESERVED_IFNAMES or ifname in taken_ifnames:
+                ifname = f"zone{j}"
+            taken_ifnames.add(ifname)
+            segments.append(
+                Segment(
+                    zone=zone.name,
+                    subnet=zone.subnet,
+                    gateway=zone.subnet.network_address + 1,
+                    internet=zone.name in internet,
+                    ifname=ifname,
+                    uplink=f"up{j}",
+                    router_mac=_mac("router", facility.name, zone.name),
+                )
+            )
+        by_zone = {s.zone: s for s in segments}
+        hosts: list[Host] = []
+        for i, device in enumerate(facility.devices):
+            seg = by_zone.get(device.zone)
+            if seg is None:
+                continue  # its zone's problem is reported already
+            ip = ipaddress.IPv4Address(device.ip)  # inside an IPv4 zone, checked on load
+            problems += _address_problems(f"device {device.name!r}", ip, seg)
+            hosts.append(Host(device.name, device.zone, ip, device.mac, f"h{i}", "device"))
+        if attacker is not None:
+            name, origin = attacker
+            addr = ipaddress.ip_address(origin)
+            seg = next((s for s in segments if s.internet and addr in s.subnet), None)
+            v4 = addr if isinstance(addr, ipaddress.IPv4Address) else None
+            if not HOST_NAME.match(name):
+                problems.append(f"attacker name {name!r} must match {HOST_NAME.pattern}")
+            elif name in facility.by_name:
+                problems.append(f"attacker name {name!r} is also a device's")
+            if seg is None or v4 is None:
+                problems.append(f"attacker origin {origin} is not in an internet zone")
+            elif origin in facility.by_ip:
+                problems.append(f"attacker origin {origin} is {facility.by_ip[origin].name}'s")
+            else:
+                problems += _address_problems(f"attacker {name!r}", v4, seg)
+                mac = _mac("attacker", facility.name, name)
+                hosts.append(Host(name, seg.zone, v4, mac, f"h{len(hosts)}", "attacker"))
+        if problems:
+            raise BackendError(
+                f"{facility.name} cannot be emulated:\n" + "\n".join(f"  {p}" for p in problems)
+            )
+        return cls(
+            facility=facility.name,
+            design=design,
+            kind=facility.designs[design].kind,
+            segments=tuple(segments),
+            hosts=tuple(hosts),
+        )
+
+    @cached_property
+    def _hosts(self) -> dict[str, Host]:
+        return {h.name: h for h in self.hosts}
+
+    @cached_property
+    def _segments(self) -> dict[str, Segment]:
+        return {s.zone: s for s in self.segments}
+
+    def host(self, name: str) -> Host:
+        try:
+            return self._hosts[name]
+        except KeyError:
+            raise KeyError(f"no host {name!r} in {self.facility}") from None
+
+    def segment(self, zone: str) -> Segment:
+        try:
+            return self._segments[zone]
+        except KeyError:
+            raise KeyError(f"no zone {zone!r} in {self.facility}") from None
+
+    def hosts_in(self, zone: str) -> tuple[Host, ...]:
+        return tuple(h for h in self.hosts if h.zone == zone)
+
+
+def _address_problems(what: str, ip: ipaddress.IPv4Address, seg: Segment) -> list[str]:
+    if ip not in seg.subnet:
+        return [f"{what}: {ip} is outside zone {seg.zone!r} ({seg.subnet})"]
+    if ip in (seg.subnet.network_address, seg.subnet.broadcast_address, seg.gateway):
+        return [f"{what}: {ip} is reserved in {seg.subnet} (network, broadcast or router)"]
+    return []
