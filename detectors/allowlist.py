@@ -10,6 +10,8 @@ from detectors.base import Detector, SiteView, first_seen, summarise
 from twin.telemetry import Alert, TelemetryBatch
 
 WRITE_FUNCTIONS = frozenset({5, 6, 15, 16})
+# diagnostics, report server id, device identification: reconnaissance, not operation
+RECON_FUNCTIONS = frozenset({8, 17, 43})
 
 
 def _fc_pairs(flows: pd.DataFrame) -> pd.DataFrame:
@@ -31,7 +33,8 @@ class Allowlist(Detector):
     (the engineer who browsed one camera may browse another). Addresses outside the
     inventory stand for themselves. With `trust_conduits`, what the design documents is
     known too, as an NDR is configured with the site's policy as well as learning: a path a
-    conduit covers, and Modbus writes on it from an engineering host. Anything else first
+    conduit covers between two known assets inside the site (never the internet edge), and
+    Modbus writes on it from an engineering host. Anything else first
     seen after the warm-up is an alert, once per source per batch; with `learn_online`, it
     is not re-alerted later.
     """
@@ -61,7 +64,15 @@ class Allowlist(Detector):
         key = (src, dst, port)
         hit = self.documented_.get(key)
         if hit is None:
-            hit = self.documented_[key] = self.site_.policy.conduit_for(src, dst, port) is not None
+            # only between known assets inside the site: the internet edge and addresses
+            # that are no device are learned exactly (a port forward admits anyone)
+            site = self.site_
+            inside = all(
+                site.device(ip) is not None and site.zone(ip) not in site.facility.internet_zones()
+                for ip in (src, dst)
+            )
+            hit = inside and site.policy.conduit_for(src, dst, port) is not None
+            self.documented_[key] = hit
         return hit
 
     def _who(self, ip: str) -> str:
@@ -145,7 +156,8 @@ class Allowlist(Detector):
             ]
             for r in novel.itertuples():
                 write = int(r.fc) in WRITE_FUNCTIONS
-                if not write and (r.src, r.dst) not in self.pairs_:
+                recon = int(r.fc) in RECON_FUNCTIONS
+                if not write and not recon and (r.src, r.dst) not in self.pairs_:
                     continue  # a read on a new path: the path alert above covers it
                 engineer = site.role(r.src_ip) == "engineering"
                 if write and engineer and self._documented(r.src_ip, r.dst_ip, 502):
