@@ -111,6 +111,13 @@ def hall_overheats(o: Outcome) -> None:
     assert o.peak("room.server-hall.temp_c") > 30.0
 
 
+def mcc_room_overheats_reporting_a_lie(o: Outcome) -> None:
+    room = "room.mcc-room.temp_c"
+    assert o.peak(room) > 35.0
+    assert o.last(room, "reported") == pytest.approx(18.0)
+    assert o.alarms("vav-mcc", "high_temperature").empty
+
+
 def hall_overheats_reporting_a_lie(o: Outcome) -> None:
     hall = "room.server-hall.temp_c"
     assert o.last(hall) > 30.0
@@ -257,6 +264,11 @@ EXPECT: dict[str, Expect] = {
     "plant-rogue-flood": Expect(
         "5h45m", ("plug-in", "find-plcs", "stall-plc"), flooded_tank_overflows
     ),
+    "plant-insider-lie": Expect(
+        "5h40m",
+        ("gate-camera", "look-for-ssh", "pivot", "find-mcc-vav", "lie-to-mcc"),
+        mcc_room_overheats_reporting_a_lie,
+    ),
     "plant-integrator-pivot": Expect(
         "5h",
         ("gate-camera", "look-for-ssh", "pivot", "find-rinse-plc", "identify", "move-setpoints"),
@@ -276,10 +288,9 @@ def test_shipped_scenario_validates_with_a_story(name: str) -> None:
     assert 20 < len(first) < 240, first
     assert spec.campaign is not None and spec.campaign.steps
     assert 4 * 3600 <= spec.duration <= 12 * 3600
-    assert [d if isinstance(d, str) else d.name for d in spec.detectors] == [
-        "conduit_policy",
-        "allowlist",
-    ]
+    assert {"conduit_policy", "allowlist"} <= {
+        d if isinstance(d, str) else d.name for d in spec.detectors
+    }
 
 
 def test_every_shipped_scenario_has_an_expectation() -> None:
@@ -374,6 +385,30 @@ def test_zones_stop_the_pivot_to_the_engineering_workstation() -> None:
     assert not run.ok("look-for-ssh")
     assert "pivot" in run.skipped
     assert run.peak("tank.rinse.level_m") < 2.7
+
+
+def test_zones_keep_the_insider_off_the_workstation() -> None:
+    """Zoned: the gate camera cannot reach the SCADA subnet, so the MCC room stays in band."""
+    run = simulate("plant-insider-lie", "5h40m", design="zoned")
+    assert not run.ok("look-for-ssh") and "pivot" in run.skipped
+    assert run.peak("room.mcc-room.temp_c") < 35.0
+
+
+def test_only_the_physics_sees_the_insider_lie(tmp_path: Path) -> None:
+    """An engineer's host writing on a documented conduit: policy and allowlist stay quiet, physics does not."""
+    from twin.run import execute
+
+    result = execute(
+        load_scenario(SHIPPED["plant-insider-lie"], {"duration": "5h40m"}),
+        tmp_path,
+        counterfactual=False,
+    )
+    truth = pd.read_parquet(tmp_path / "truth.parquet").set_index("step_id")
+    alerts = pd.read_parquet(tmp_path / "alerts.parquet")
+    step = truth.loc["lie-to-mcc"]
+    window = alerts[(alerts.t >= step.t_start) & (alerts.t <= step.t_end + step.grace)]
+    assert set(window.detector) == {"physics"}
+    assert result.summary["impact"]["rooms_outside_band"]["mcc-room"] > 0
 
 
 def test_a_read_conduit_carries_writes_even_under_micro_segmentation() -> None:
