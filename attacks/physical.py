@@ -13,6 +13,7 @@ from pydantic import Field, field_validator
 
 from attacks.base import Technique, TechniqueParams
 from attacks.control import undiscovered, write_registers
+from twin.behaviour import ATTESTATION_INTERVAL
 from twin.campaign import Outcome, StepContext
 from twin.devices import KINDS, Device
 from twin.errors import Problem
@@ -50,7 +51,7 @@ class FirmwareImplant(Technique):
         "the network; it beacons to a C2 server or biases the device's own setpoint"
     )
     params = ImplantParams
-    grace = 86400.0 + 600.0  # seen only at the next daily firmware attestation
+    grace = ATTESTATION_INTERVAL + 600.0  # seen only at the next firmware attestation
 
     @classmethod
     def check(cls, step: StepSpec, params: Any, facility: Facility) -> list[Problem]:

@@ -16,7 +16,7 @@ from twin.network.transactions import READ_FC, Login, ModbusRead, ModbusWrite
 from twin.physics.plant import Plant
 from twin.telemetry import EventLog
 
-ATTESTATION_INTERVAL = 86400.0
+ATTESTATION_INTERVAL = 4 * 3600.0  # firmware attestation (NAC-style), every 4 h
 
 
 class Behaviour:
@@ -212,7 +212,7 @@ class Behaviour:
                 self.net.exchange(Login(ws.ip, d.ip, "http", user, password))
 
     def _attestation(self) -> Generator[simpy.Event, Any, None]:
-        """Every device announces its running firmware version and hash, at start and daily.
+        """Every device announces its running firmware version and hash, at start and every 4 h.
 
         The report is what the device runs now (an implant shows here), not the inventory.
         """

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from tests.attacks.harness import device, engine, facility, skipped
+from twin.behaviour import ATTESTATION_INTERVAL
 from twin.engine import Engine
 from twin.errors import ScenarioError
 from twin.responses import ReflashFirmware
@@ -56,7 +57,7 @@ def test_implant_is_flashed_silently_and_beacons_into_a_blocked_perimeter() -> N
     truth, batch = play(e, 2.5 * 3600)
     row = truth.loc["implant"]
     assert row["technique"] == "T0839" and bool(row["succeeded"])
-    assert row["grace"] == 86400 + 600
+    assert row["grace"] == ATTESTATION_INTERVAL + 600
     assert row["event_ids"] == []
     assert e.faces.firmware["vav-hall"][0] == "implant"
     out = beacons(batch)
@@ -100,13 +101,13 @@ def test_biasing_implant_overheats_the_hall_and_survives_schedule_writes() -> No
 
 
 def test_next_attestation_reports_the_implant() -> None:
-    """The implant stays invisible until the daily firmware report, which carries its hash."""
-    e = engine([implant()], fac=unmonitored("vav-hall"), duration="1d1h", physics_step=60,
+    """The implant stays invisible until the next firmware report, which carries its hash."""
+    e = engine([implant()], fac=unmonitored("vav-hall"), duration="5h", physics_step=60,
                export_interval=3600, sample_interval=3600)  # fmt: skip
-    batch = e.run_until(86400 + 60)
+    batch = e.run_until(ATTESTATION_INTERVAL + 60)
     ev = batch.events
     reports = ev[(ev["kind"] == "firmware_report") & (ev["device"] == "vav-hall")]
-    assert list(reports["t"]) == [0.0, 86400.0]
+    assert list(reports["t"]) == [0.0, ATTESTATION_INTERVAL]
     version, digest = e.faces.firmware["vav-hall"]
     assert reports["detail"].iloc[0] != f"{version} {digest}"
     assert reports["detail"].iloc[1] == f"implant {digest}"

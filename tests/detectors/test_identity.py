@@ -15,6 +15,7 @@ from detectors import SiteView
 from detectors.identity import Identity
 from tests.attacks.harness import device, engine, facility
 from tests.conftest import FLAGSHIP
+from twin.behaviour import ATTESTATION_INTERVAL
 from twin.engine import Engine
 from twin.facility import Facility
 from twin.network.flows import FLOW_COLUMNS
@@ -239,17 +240,19 @@ def test_quiet_for_a_day_of_the_flagship_without_its_attack() -> None:
 
 @pytest.mark.skipif("firmware_implant" not in TECHNIQUES, reason="needs firmware_implant")
 def test_finds_a_beaconing_implant_and_its_next_attestation() -> None:
-    """A USB-flashed VAV: its first beacon changes its fingerprint; the daily report is critical."""
+    """A USB-flashed VAV: its first beacon changes its fingerprint; the next report is critical."""
 
     def unmonitored(fac: dict[str, Any]) -> None:
         device(fac, "vav-hall")["physical_access"] = "unmonitored"
 
     usb = {"id": "usb", "technique": "firmware_implant", "at": "1h10m", "target": "vav-hall",
            "params": {"version": "1.4.2-x", "beacon_s": 1800}}  # fmt: skip
-    e = engine([usb], fac=facility(unmonitored), duration="24h30m", export_interval=600)
+    e = engine([usb], fac=facility(unmonitored), duration="4h30m", export_interval=600)
     alerts, truth = stream(e, Identity(), step=1800.0)
     assert said(alerts) == [("vav-hall", "medium", "T0869"), ("vav-hall", "critical", "T0839")]
-    assert alerts[1].t == 86400.0 and detected(alerts, truth, "usb", 83400)
+    assert alerts[1].t == ATTESTATION_INTERVAL and detected(
+        alerts, truth, "usb", ATTESTATION_INTERVAL - 3000
+    )
 
 
 @pytest.mark.skipif("rogue_device" not in TECHNIQUES, reason="needs rogue_device")
