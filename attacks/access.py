@@ -9,7 +9,7 @@ from typing import Any, Literal
 import simpy
 from pydantic import Field, field_validator
 
-from attacks.base import Technique, TechniqueParams
+from attacks.base import Technique, TechniqueParams, service_problems
 from twin.campaign import Outcome, StepContext
 from twin.devices import KINDS
 from twin.devices.base import COMMON_PASSWORDS, SERVICE_PORTS
@@ -181,12 +181,8 @@ class ExploitService(Technique):
     @classmethod
     def check(cls, step: StepSpec, params: Any, facility: Facility) -> list[Problem]:
         problems = super().check(step, params, facility)
+        problems += service_problems(step, params.service, facility)
         target = facility.by_name.get(step.target or "")
-        if target is not None and params.service not in target.services:
-            has = ", ".join(target.services) or "none"
-            problems.append(
-                Problem("params.service", f"{target.name} has no {params.service} (has: {has})")
-            )
         if target is not None and not version_key(target.firmware):
             problems.append(
                 Problem(

@@ -14,6 +14,15 @@ from twin.facility import Facility
 from twin.schema import StepSpec
 
 
+def service_problems(step: StepSpec, service: str, facility: Facility) -> list[Problem]:
+    """A problem when the step's target does not offer `service`."""
+    target = facility.by_name.get(step.target or "")
+    if target is None or service in target.services:
+        return []
+    has = ", ".join(target.services) or "none"
+    return [Problem("params.service", f"{target.name} has no {service} (has: {has})")]
+
+
 class TechniqueParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 

@@ -8,7 +8,7 @@ from typing import Any, Literal
 import simpy
 from pydantic import Field
 
-from attacks.base import Technique, TechniqueParams
+from attacks.base import Technique, TechniqueParams, service_problems
 from twin.campaign import Outcome, StepContext
 from twin.devices import KINDS
 from twin.devices.base import SERVICE_PORTS
@@ -45,14 +45,9 @@ class LateralMovement(Technique):
 
     @classmethod
     def check(cls, step: StepSpec, params: Any, facility: Facility) -> list[Problem]:
-        problems = super().check(step, params, facility)
-        target = facility.by_name.get(step.target or "")
-        if target is not None and params.service not in target.services:
-            has = ", ".join(target.services) or "none"
-            problems.append(
-                Problem("params.service", f"{target.name} has no {params.service} (has: {has})")
-            )
-        return problems
+        return super().check(step, params, facility) + service_problems(
+            step, params.service, facility
+        )
 
     @classmethod
     def precondition(cls, ctx: StepContext) -> str | None:
