@@ -55,6 +55,9 @@ class ConduitPolicy(Detector):
         alerts: list[Alert] = []
 
         denied = f[f["blocked"]]
+        held = self.site_.policy.quarantined  # the SOC's own containment: denials it expects
+        if held and not denied.empty:
+            denied = denied[~(denied["src_ip"].isin(held) | denied["dst_ip"].isin(held))]
         alerts += self._grouped(denied, "medium", "T0886", "denied by the firewall")
 
         allowed = f[~f["blocked"]]
