@@ -114,7 +114,13 @@ def _delete_namespaces(names: Sequence[str]) -> int:
         if pid != os.getpid():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-    for name, threads in ns.own_threads_inside(names).items():
+    # Thread.join() returns a moment before the kernel task is gone: give them that moment
+    deadline = time.monotonic() + 0.5
+    lingering = ns.own_threads_inside(names)
+    while lingering and time.monotonic() < deadline:
+        time.sleep(0.02)
+        lingering = ns.own_threads_inside(names)
+    for name, threads in lingering.items():
         # the namespace (and its links) outlives `netns del` until these threads end
         log.warning("%d threads of this process are still inside %s", len(threads), name)
     present = [n for n in names if ns.exists(n)]
