@@ -14,11 +14,12 @@ from typing import Any
 
 import pandas as pd
 import pytest
+import yaml
 
 from attacks import TECHNIQUES
 from twin.engine import Engine
 from twin.run import execute
-from twin.scenario import load_scenario, read_yaml
+from twin.scenario import load_scenario, parse_scenario, read_yaml
 from twin.telemetry import read_table
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
@@ -429,3 +430,36 @@ def test_the_library_uses_every_registered_technique() -> None:
         for step in read_yaml(path)["campaign"]["steps"]
     }
     assert used == set(TECHNIQUES)
+
+
+def test_zones_stop_the_gateway_data_tap() -> None:
+    """Zoned: the camera cannot reach the IoT zone, so nothing leaks to the drop server."""
+    run = simulate("dc-gateway-exfil", "7h", design="zoned")
+    assert not run.ok("probe-iot")
+    assert "leak" not in run.truth.index
+    assert run.flows[run.flows["dst_ip"] == "198.51.100.77"]["bytes"].sum() == 0
+
+
+def test_zones_hide_the_bms_commands_from_the_replayer() -> None:
+    """Zoned: a camera cannot see the BMS's writes, so there is nothing to replay; offices stay cool."""
+    run = simulate("office-setback-replay", "11h", design="zoned")
+    assert not run.ok("record-and-replay")
+    assert "visibility" in run.blocked_by("record-and-replay")
+    for room in ("office-1f-1", "office-2f-4", "office-3f-8"):
+        assert run.peak(f"room.{room}.temp_c") < 26.0
+
+
+def test_a_secured_ceiling_stops_the_usb_implant() -> None:
+    """With the boardroom VAV in a secured area, the flash fails and the room stays in band."""
+    raw = yaml.safe_load(SHIPPED["office-boardroom-implant"].read_text())
+    fac = yaml.safe_load((SCENARIOS / raw["facility"]).read_text())
+    next(d for d in fac["devices"] if d["name"] == "vav-boardroom")["physical_access"] = "secured"
+    spec, problems = parse_scenario({**raw, "facility": fac}, SCENARIOS)
+    assert not problems and spec is not None
+    engine = Engine(spec)
+    batch = engine.run_until(spec.duration)
+    truth = engine.truth().set_index("step_id")
+    assert not bool(truth.loc["ceiling-tile", "succeeded"])
+    assert truth.loc["ceiling-tile", "blocked_by"].startswith("physical security")
+    temps = batch.process[batch.process["signal"] == "room.boardroom.temp_c"]["value"]
+    assert temps.max() < 26.0
