@@ -242,7 +242,3 @@ def execute(
             summary["report_error"] = f"{type(exc).__name__}: {exc}"
             write_json_atomic(out / "summary.json", summary)
     return RunResult(out, summary, scores)
-
-
-def truth_summary(truth: pd.DataFrame) -> list[dict[str, Any]]:
-    return truth[["step_id", "technique", "target", "succeeded", "blocked_by"]].to_dict("records")
