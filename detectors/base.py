@@ -11,7 +11,7 @@ import pandas as pd
 from twin.devices import KINDS, Device
 from twin.facility import Facility
 from twin.network.policy import Policy
-from twin.telemetry import Alert, TelemetryBatch
+from twin.telemetry import Alert, Captures, TelemetryBatch
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,7 @@ class SiteView:
 
     facility: Facility
     policy: Policy
+    captures: Captures | None = None  # the run's packet captures (emulated backend only)
 
     def device(self, ip: str) -> Device | None:
         return self.facility.by_ip.get(ip)
@@ -71,6 +72,11 @@ class Detector:
 
     def observe(self, batch: TelemetryBatch) -> list[Alert]:
         raise NotImplementedError
+
+    def finish(self) -> list[Alert]:
+        """Alerts still held when the stream ends (a detector that works on whole captures
+        reports here); their times are when the evidence was seen, as in `observe`."""
+        return []
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())

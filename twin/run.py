@@ -169,6 +169,11 @@ def execute(
                     playbooks.handle(new)
                 if progress:
                     progress(t, spec.duration)
+            for spec_d, d in zip(dspecs, detectors, strict=True):
+                said = d.finish()
+                if spec_d.label:
+                    said = [dataclasses.replace(a, detector=spec_d.label) for a in said]
+                alerts.extend(said)
         status = "complete"
     except KeyboardInterrupt:
         status, error = "interrupted", "interrupted by the user"

@@ -35,6 +35,25 @@ TABLES = ("flows", "process", "events", "alerts", "truth")
 ROW_GROUP = 250_000  # rows buffered per table before a Parquet row group is written
 
 
+@dataclass(frozen=True)
+class Captures:
+    """Where an emulated run's packet captures are, and how their wall clock maps to run time.
+
+    Each file holds what entered the router on one zone's interface (`tcpdump -Q in`), so
+    every packet that reached the router is in exactly one file.
+    """
+
+    directory: Path
+    epoch: float  # wall-clock time of simulated t=0
+    speed: float = 1.0  # simulated seconds per wall-clock second
+
+    def sim_time(self, wall: float) -> float:
+        return (wall - self.epoch) * self.speed
+
+    def pcaps(self) -> list[Path]:
+        return sorted(self.directory.glob("*.pcap"))
+
+
 def empty(columns: dict[str, str]) -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=t) for c, t in columns.items()})
 

@@ -74,9 +74,13 @@ Packet = tuple[float, int, bytes, int]  # simulated time, link type, captured by
 
 
 def read_pcap(
-    path: str | os.PathLike[str], epoch: float = 0.0, skipped: Counter[str] | None = None
+    path: str | os.PathLike[str],
+    epoch: float = 0.0,
+    skipped: Counter[str] | None = None,
+    speed: float = 1.0,
 ) -> Iterator[Packet]:
-    """Packets of one classic pcap file in file order, times as seconds since `epoch`.
+    """Packets of one classic pcap file in file order, times as simulated seconds since
+    `epoch` (wall-clock seconds times `speed`, for a run faster than real time).
 
     A record cut short at the end (a capture killed mid-write) or a corrupt record length
     ends the file; both are counted in `skipped`.
@@ -105,7 +109,7 @@ def read_pcap(
                 end = pos + 16 + incl
                 if end > n:
                     break
-                yield (sec - epoch) + sub * unit, linktype, buf[pos + 16 : end], orig
+                yield ((sec - epoch) + sub * unit) * speed, linktype, buf[pos + 16 : end], orig
                 pos = end
         if pos < len(buf):
             skipped["truncated_record"] += 1
@@ -421,17 +425,21 @@ def flows_from_pcaps(
     epoch: float,
     interval: float = 60.0,
     idle_timeout: float = 60.0,
+    speed: float = 1.0,
 ) -> pd.DataFrame:
     """The flows table of one or more captures, merged in time order.
 
-    `epoch` is the wall-clock time of simulated t=0; table times are simulated seconds.
+    `epoch` is the wall-clock time of simulated t=0 and `speed` simulated seconds per
+    wall-clock second; table times (and `interval`, `idle_timeout`) are simulated seconds.
     Packets the meter does not understand are counted in `df.attrs["skipped"]`. Two captures
     of the same packet (both sides of a router) count it twice: capture each link once.
     """
     if isinstance(paths, str | os.PathLike):
         paths = [paths]
     meter = PcapMeter(interval, idle_timeout)
-    readers = [read_pcap(Path(p), epoch, meter.skipped) for p in paths]
+    if speed <= 0:
+        raise ValueError(f"speed must be positive, got {speed}")
+    readers = [read_pcap(Path(p), epoch, meter.skipped, speed) for p in paths]
     packets = readers[0] if len(readers) == 1 else heapq.merge(*readers, key=itemgetter(0))
     add = meter.add
     for t, linktype, data, wire_len in packets:
