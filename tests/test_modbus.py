@@ -156,7 +156,9 @@ def test_writes_are_stored_and_reported() -> None:
     store = plc_store()
     heard: list[tuple[RegisterWrite, ...]] = []
     with (
-        DeviceFace(PLC, ACME, port=0, store=store, on_write=heard.append) as face,
+        DeviceFace(
+            PLC, ACME, port=0, store=store, on_write=lambda changes, peer: heard.append(changes)
+        ) as face,
         ModbusPeer(HOST, face.port) as peer,
     ):
         peer.write("holding", 3, [75])  # valve 75 %
@@ -179,7 +181,9 @@ def test_out_of_map_and_out_of_limit_requests_get_exception_codes() -> None:
     store = plc_store()
     heard: list[tuple[RegisterWrite, ...]] = []
     with (
-        DeviceFace(PLC, ACME, port=0, store=store, on_write=heard.append) as face,
+        DeviceFace(
+            PLC, ACME, port=0, store=store, on_write=lambda changes, peer: heard.append(changes)
+        ) as face,
         ModbusPeer(HOST, face.port) as peer,
     ):
         cases = [
@@ -206,7 +210,7 @@ def test_out_of_map_and_out_of_limit_requests_get_exception_codes() -> None:
 def test_a_failing_write_callback_answers_device_failure() -> None:
     """When the plant side cannot take a write the client gets exception 4 and the store keeps its value."""
 
-    def refuse(_: tuple[RegisterWrite, ...]) -> None:
+    def refuse(_: tuple[RegisterWrite, ...], peer: tuple[str, int]) -> None:
         raise RuntimeError("plant link down")
 
     store = plc_store()

@@ -122,6 +122,14 @@ class RegisterStore:
         with self._lock:
             self._raw.update(raws)
 
+    def load(self, raws: Sequence[int]) -> None:
+        """Set every register's word at once, in register-map order (a mirror's refresh)."""
+        keys = [(r.table, r.address) for r in self.registers]
+        if len(raws) != len(keys):
+            raise ValueError(f"{len(raws)} words for {len(keys)} registers")
+        with self._lock:
+            self._raw.update(zip(keys, raws, strict=True))
+
     def value(self, name: str) -> float:
         reg = self._register(name)
         with self._lock:
@@ -173,14 +181,17 @@ class _Refusal(Exception):
         self.code = code
 
 
-WriteCallback = Callable[[tuple[RegisterWrite, ...]], None]
+Peer = tuple[str, int]  # a client's address and port
+WriteCallback = Callable[[tuple[RegisterWrite, ...], Peer], None]
+NO_PEER: Peer = ("", 0)
 
 
 class DeviceFace:
     """A device's Modbus/TCP server: its register map on (host, port), in a thread of its own.
 
     Reads must fall inside the map; writes must hit writable registers within their
-    limits and are all-or-nothing; `on_write` hears each accepted write before it is
+    limits and are all-or-nothing; `on_write` hears each accepted write (and the client's
+    address) before it is
     stored (if it raises, the client gets exception 4 and nothing is stored). Every
     unit id is answered, as a Modbus/TCP end device does. The server is ours rather
     than pymodbus's: see `answer` and the framing in `_Connection`.
@@ -220,6 +231,8 @@ class DeviceFace:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connections: set[_Connection] = set()
         self._closing = False
+        # wall-clock time until which requests go unanswered (a device overwhelmed by a flood)
+        self.mute_until = 0.0
 
     @classmethod
     def for_device(cls, device: Device, **kwargs: Any) -> DeviceFace:
@@ -317,7 +330,7 @@ class DeviceFace:
 
     # --- the protocol data unit: what a request gets, with no sockets involved -------------
 
-    def answer(self, pdu: bytes) -> bytes:
+    def answer(self, pdu: bytes, peer: Peer = NO_PEER) -> bytes:
         """The response PDU to a request PDU (function code first).
 
         Hand-written for functions 1-6, 15, 16 and 43/14 rather than pymodbus's server,
@@ -332,7 +345,7 @@ class DeviceFace:
             if function in READ_TABLES:
                 return self._read(function, pdu[1:])
             if function in WRITE_TABLES:
-                return self._write(function, pdu[1:])
+                return self._write(function, pdu[1:], peer)
             if function == 0x2B:
                 return self._identify(pdu[1:])
             raise _Refusal(ILLEGAL_FUNCTION)
@@ -358,7 +371,7 @@ class DeviceFace:
             return bytes((function, len(packed))) + packed
         return struct.pack(f">BB{count}H", function, 2 * count, *values)
 
-    def _write(self, function: int, data: bytes) -> bytes:
+    def _write(self, function: int, data: bytes, peer: Peer) -> bytes:
         table = WRITE_TABLES[function]
         if function in (5, 6):
             if len(data) != 4:
@@ -394,7 +407,7 @@ class DeviceFace:
             changes.append(RegisterWrite(reg, raw, value))
         if self.on_write is not None:
             try:
-                self.on_write(tuple(changes))
+                self.on_write(tuple(changes), peer)
             except Exception:
                 log.exception("write callback refused %s", [c.register.name for c in changes])
                 raise _Refusal(DEVICE_FAILURE) from None
@@ -465,6 +478,8 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        peername = transport.get_extra_info("peername")
+        self.peer: Peer = (str(peername[0]), int(peername[1])) if peername else NO_PEER
         if self.face._closing or len(self.face._connections) >= self.face.max_connections:
             transport.abort()  # a device's connection table is small; the rest are refused
             return
@@ -485,7 +500,10 @@ class _Connection(asyncio.Protocol):
             end = 6 + length
             if len(buffer) < end:
                 break
-            reply = self.face.answer(bytes(buffer[MBAP.size : end]))
+            if self.face.mute_until > time.time():  # overwhelmed: the request is lost
+                del buffer[:end]
+                continue
+            reply = self.face.answer(bytes(buffer[MBAP.size : end]), self.peer)
             del buffer[:end]
             transport.write(MBAP.pack(tid, 0, len(reply) + 1, unit) + reply)
             self.last_seen = self.loop.time()

@@ -30,6 +30,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from operator import itemgetter
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -113,6 +114,77 @@ def read_pcap(
                 pos = end
         if pos < len(buf):
             skipped["truncated_record"] += 1
+
+
+class PcapTail:
+    """The packets appended to a classic pcap since the last `read`, as tcpdump -U writes it.
+
+    A record not yet complete stays for the next call; times are simulated seconds as in
+    `read_pcap`. A file not yet created (or without its header yet) reads as empty.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        epoch: float,
+        speed: float = 1.0,
+        skipped: Counter[str] | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.epoch = epoch
+        self.speed = speed
+        self.skipped = Counter() if skipped is None else skipped
+        self._file: BinaryIO | None = None
+        self._buf = b""
+        self._record = struct.Struct("<IIII")
+        self._unit = 1e-6
+        self._linktype = LINK_ETHERNET
+        self.broken = False
+
+    def _open(self) -> bool:
+        try:
+            f = open(self.path, "rb")  # noqa: SIM115 - held across calls, closed in close()
+        except FileNotFoundError:
+            return False
+        head = f.read(24)
+        if len(head) < 24:
+            f.close()
+            return False
+        if head[:4] not in MAGICS:
+            f.close()
+            raise BackendError(f"{self.path}: not a pcap file (magic {head[:4].hex()})")
+        order, self._unit = MAGICS[head[:4]]
+        self._linktype = struct.unpack(order + "I", head[20:24])[0] & 0xFFFF
+        self._record = struct.Struct(order + "IIII")
+        self._file = f
+        return True
+
+    def read(self) -> list[Packet]:
+        if self.broken or (self._file is None and not self._open()):
+            return []
+        assert self._file is not None
+        buf = self._buf + self._file.read()
+        out: list[Packet] = []
+        pos, n, record = 0, len(buf), self._record
+        while pos + 16 <= n:
+            sec, sub, incl, orig = record.unpack_from(buf, pos)
+            if incl > MAX_RECORD:
+                self.skipped["corrupt_record"] += 1
+                self.broken = True
+                break
+            end = pos + 16 + incl
+            if end > n:
+                break
+            t = ((sec - self.epoch) + sub * self._unit) * self.speed
+            out.append((t, self._linktype, buf[pos + 16 : end], orig))
+            pos = end
+        self._buf = buf[pos:]
+        return out
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
 
 def _swap_by_ports(sport: int, dport: int) -> bool:
