@@ -14,7 +14,7 @@ from attacks.base import Technique, TechniqueParams
 from twin.campaign import Outcome, StepContext
 from twin.errors import Problem
 from twin.facility import Facility
-from twin.network.transactions import ModbusIdentify, Ping, Probe
+from twin.network.transactions import ModbusIdentify
 from twin.schema import StepSpec
 
 MAX_HOSTS = 65536
@@ -58,31 +58,9 @@ class NetworkScan(Technique):
     def run(cls, ctx: StepContext) -> Generator[simpy.Event, Any, Outcome]:
         p: ScanParams = ctx.params
         _, src_ip = ctx.source
-        found: dict[str, set[int]] = {}
-        blocks: Counter[str] = Counter()
-        sent = 0
-        gap = 1.0 / p.rate
-        for subnet in p.subnets:
-            for host in ipaddress.ip_network(subnet).hosts():
-                ip = str(host)
-                if ip == src_ip:
-                    continue
-                # a ping sweep finds live hosts, not services: one echo per host
-                txns = (
-                    [Ping(src_ip, ip, cause=ctx.step.id)]
-                    if p.method == "icmp"
-                    else [Probe(src_ip, ip, dst_port=port, cause=ctx.step.id) for port in p.ports]
-                )
-                for txn in txns:
-                    yield ctx.env.timeout(gap)
-                    reply = ctx.net.exchange(txn)
-                    sent += 1
-                    if reply.ok:
-                        ports = found.setdefault(ip, set())
-                        if isinstance(txn, Probe):
-                            ports.add(txn.dst_port)
-                    elif reply.status == "blocked":
-                        blocks[reply.detail] += 1
+        found, blocks, sent = yield from ctx.net.scan(
+            src_ip, p.subnets, p.ports, p.rate, p.method, ctx.step.id
+        )
         for ip, ports in found.items():
             ctx.attacker.known.setdefault(ip, set()).update(ports)
         target = ",".join(p.subnets)

@@ -10,8 +10,9 @@ import simpy
 
 from twin.devices import KINDS, Device
 from twin.facility import Facility
+from twin.network.base import Network
 from twin.network.flows import StandingFlow
-from twin.network.sim import HEADER, SimNetwork
+from twin.network.sim import HEADER
 from twin.network.transactions import READ_FC, Login, ModbusRead, ModbusWrite
 from twin.physics.plant import Plant
 from twin.telemetry import EventLog
@@ -27,7 +28,7 @@ class Behaviour:
         env: simpy.Environment,
         facility: Facility,
         plant: Plant,
-        net: SimNetwork,
+        net: Network,
         events: EventLog,
         export_interval: float,
         rng: np.random.Generator,
@@ -65,27 +66,11 @@ class Behaviour:
 
     def _poll(self, poller: Device, device: Device, every: float) -> None:
         regs = KINDS[device.kind].registers
-        blocks = [(t, span) for t in READ_FC if (span := regs.span(t)) is not None]
-        if not blocks:
-            return
-        polls = self.interval / every
-        req = sum(HEADER + 12 for _ in blocks)
-        resp = sum(
-            HEADER + 9 + (2 * n if t in ("holding", "input") else (n + 7) // 8)
-            for t, (_, n) in blocks
-        )
-        sport = self.net.ephemeral_port()
-        self.poll_ports[(poller.name, device.name)] = sport
-        self.net.add_standing(
-            StandingFlow(
-                poller.ip, device.ip, sport, 502, "tcp", "modbus",
-                packets=polls * len(blocks) * 2, bytes=polls * (req + HEADER * len(blocks)),
-                packets_rev=polls * len(blocks), bytes_rev=polls * resp,
-                modbus_reads=round(polls * len(blocks)),
-                fc_set=",".join(str(READ_FC[t]) for t, _ in sorted(blocks, key=lambda b: READ_FC[b[0]])),
-                unit=KINDS[device.kind].modbus_unit,
+        blocks = [(t, *span) for t in READ_FC if (span := regs.span(t)) is not None]
+        if blocks:
+            self.poll_ports[(poller.name, device.name)] = self.net.poll(
+                poller, device, every, blocks
             )
-        )  # fmt: skip
 
     def _stream(self, nvr: Device, cam: Device) -> None:
         media = cam.params.bitrate_mbps * 1e6 / 8 * self.interval

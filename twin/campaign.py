@@ -11,8 +11,8 @@ import simpy
 
 from twin.faces import Faces
 from twin.facility import Facility
+from twin.network.base import Network
 from twin.network.policy import Policy
-from twin.network.sim import SimNetwork
 from twin.physics.plant import Plant
 from twin.schema import CampaignSpec, StepSpec
 from twin.telemetry import EventLog
@@ -133,7 +133,7 @@ class StepContext:
     """What an attack step may use: the network backend, a physical channel, the clock."""
 
     env: simpy.Environment
-    net: SimNetwork
+    net: Network
     physical: PhysicalChannel
     facility: Facility  # to resolve names the scenario author wrote; not the attacker's knowledge
     attacker: Attacker
@@ -166,7 +166,7 @@ class Campaign:
     def __init__(
         self,
         env: simpy.Environment,
-        net: SimNetwork,
+        net: Network,
         physical: PhysicalChannel,
         facility: Facility,
         spec: CampaignSpec,

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import ipaddress
+from collections import Counter
 from collections.abc import Generator
 from typing import Any
 
 import numpy as np
 import simpy
 
+from twin.devices import KINDS, Device
 from twin.devices.base import ENCRYPTED_APPS, PORT_APPS
 from twin.faces import Faces
+from twin.network.base import ScanResult
 from twin.network.flows import Chunk, FlowKey, FlowMeter, StandingFlow
 from twin.network.policy import Policy
 from twin.network.transactions import (
+    READ_FC,
     Flood,
     Login,
     ModbusIdentify,
@@ -66,11 +71,80 @@ class SimNetwork:
     def close(self) -> None:
         self.closed = True
 
+    # the modelled network has no clock, processes or rules of its own to keep in step
+    def begin(self) -> None:
+        """Called once the run is assembled, before the first event."""
+
+    def after_step(self) -> None:
+        """Called after each physics step."""
+
+    def apply_policy(self) -> None:
+        """Called after a response changed the policy."""
+
+    def stop_capture(self) -> None:
+        """Called when the run's traffic is over, before detectors finish."""
+
     # -- traffic ----------------------------------------------------------------------------
 
     def add_standing(self, flow: StandingFlow) -> None:
         self.meter.add_standing(flow)
         self._mask_version = -1
+
+    def poll(
+        self, poller: Device, device: Device, every: float, blocks: list[tuple[str, int, int]]
+    ) -> int:
+        """`poller` reads each (table, address, count) block of `device` every `every` s, on
+        one standing connection: one aggregate flow per export interval. Its source port."""
+        polls = self.meter.interval / every
+        req = sum(HEADER + 12 for _ in blocks)
+        resp = sum(
+            HEADER + 9 + (2 * n if t in ("holding", "input") else (n + 7) // 8)
+            for t, _, n in blocks
+        )
+        sport = self.ephemeral_port()
+        self.add_standing(
+            StandingFlow(
+                poller.ip, device.ip, sport, 502, "tcp", "modbus",
+                packets=polls * len(blocks) * 2, bytes=polls * (req + HEADER * len(blocks)),
+                packets_rev=polls * len(blocks), bytes_rev=polls * resp,
+                modbus_reads=round(polls * len(blocks)),
+                fc_set=",".join(str(READ_FC[t]) for t in sorted({b[0] for b in blocks}, key=READ_FC.__getitem__)),
+                unit=KINDS[device.kind].modbus_unit,
+            )
+        )  # fmt: skip
+        return sport
+
+    def scan(
+        self, src_ip: str, subnets: list[str], ports: list[int], rate: float, method: str,
+        cause: str,
+    ) -> Generator[simpy.Event, Any, ScanResult]:  # fmt: skip
+        """A sweep from src_ip at `rate` probes/s: each port of every host (tcp), or one
+        echo per host (icmp). Open ports by host, blocked probes by rule, probes sent."""
+        found: dict[str, set[int]] = {}
+        blocks: Counter[str] = Counter()
+        sent = 0
+        gap = 1.0 / rate
+        for subnet in subnets:
+            for host in ipaddress.ip_network(subnet).hosts():
+                ip = str(host)
+                if ip == src_ip:
+                    continue
+                txns: list[Transaction] = (
+                    [Ping(src_ip, ip, cause=cause)]
+                    if method == "icmp"
+                    else [Probe(src_ip, ip, dst_port=port, cause=cause) for port in ports]
+                )
+                for txn in txns:
+                    yield self.env.timeout(gap)
+                    reply = self.exchange(txn)
+                    sent += 1
+                    if reply.ok:
+                        open_ports = found.setdefault(ip, set())
+                        if isinstance(txn, Probe):
+                            open_ports.add(txn.dst_port)
+                    elif reply.status == "blocked":
+                        blocks[reply.detail] += 1
+        return found, blocks, sent
 
     def reachable(self, src_ip: str, dst_ip: str, port: int) -> bool:
         return self.policy.verdict(src_ip, dst_ip, port).allowed
