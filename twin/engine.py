@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Generator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,6 +17,8 @@ from twin.devices import Device
 from twin.errors import BackendError, SimulationError
 from twin.faces import Faces
 from twin.facility import Facility
+from twin.network.base import Network
+from twin.network.emulated.realtime import RealTime
 from twin.network.flows import Chunk, FlowMeter, flows_frame
 from twin.network.policy import Policy
 from twin.network.sim import SimNetwork
@@ -32,17 +36,19 @@ class Engine:
     behaviour), so the same scenario and seed give the same tables bit for bit.
     """
 
-    def __init__(self, spec: ScenarioSpec, facility: Facility | None = None) -> None:
-        if spec.backend != "sim":
-            raise BackendError(
-                f"backend {spec.backend!r} is not available in this build; run with --backend sim"
-            )
+    def __init__(
+        self, spec: ScenarioSpec, facility: Facility | None = None, workdir: Path | None = None
+    ) -> None:
         self.spec = spec
         self.facility = facility or Facility.build(facility_of(spec))
         physics_rng, net_rng, behaviour_rng, attack_rng = (
             np.random.default_rng(s) for s in np.random.SeedSequence(spec.seed).spawn(4)
         )
-        self.env = simpy.Environment()
+        # held while an event is processed; the emulated faces take it to change the model
+        self.lock = threading.RLock()
+        self.env = (
+            RealTime(spec.speed, self.lock) if spec.backend == "mininet" else simpy.Environment()
+        )
         self.events = EventLog()
         fspec = self.facility.spec
         self.plant = Plant(
@@ -55,7 +61,37 @@ class Engine:
         self.faces = Faces(self.facility, self.plant, self.events, lambda: self.env.now)
         self.meter = FlowMeter(spec.export_interval, net_rng)
         policy = Policy(self.facility, spec.design, self.facility.designs[spec.design])
-        self.net = SimNetwork(self.env, policy, self.faces, self.meter, net_rng)
+        self.net: Network = self._network(policy, net_rng, workdir)
+        try:
+            self._build(spec, policy, behaviour_rng, attack_rng)
+        except BaseException:
+            self.net.close()
+            raise
+
+    def _network(self, policy: Policy, rng: np.random.Generator, workdir: Path | None) -> Network:
+        spec = self.spec
+        if spec.backend == "sim":
+            return SimNetwork(self.env, policy, self.faces, self.meter, rng)
+        if workdir is None:
+            raise BackendError("the mininet backend needs a run directory for its captures")
+        from twin.network.emulated.backend import EmulatedNetwork
+
+        assert isinstance(self.env, RealTime)
+        attacker = (
+            (spec.campaign.attacker.name, spec.campaign.attacker.origin) if spec.campaign else None
+        )
+        return EmulatedNetwork(
+            self.env, policy, self.faces, self.meter, rng,
+            workdir=workdir, attacker=attacker, plant_read=self.plant.read,
+        )  # fmt: skip
+
+    def _build(
+        self,
+        spec: ScenarioSpec,
+        policy: Policy,
+        behaviour_rng: np.random.Generator,
+        attack_rng: np.random.Generator,
+    ) -> None:
         self.behaviour = Behaviour(
             self.env,
             self.facility,
@@ -91,6 +127,7 @@ class Engine:
         self.actions: list[dict[str, Any]] = []
         self._last = 0.0
         self.env.process(self._clock())
+        self.net.begin()
 
     # -- public API -------------------------------------------------------------------------
 
@@ -114,7 +151,9 @@ class Engine:
 
     def act(self, action: Action) -> str:
         """Apply a response now; the next transaction sees it. Logged in the events table."""
-        what = action.apply(self)
+        with self.lock:
+            what = action.apply(self)
+            self.net.apply_policy()
         device = getattr(action, "device", "") or ""
         ip = self.facility.by_name[device].ip if device in self.facility.by_name else ""
         self.events.add(self.now, device, ip, "response", detail=what, user=action.reason)
@@ -204,6 +243,7 @@ class Engine:
             step += 1
             t = self.env.now
             doors, swipes = self.plant.step(t - dt, dt)
+            self.net.after_step()
             for door, n in zip(doors.tolist(), swipes.tolist(), strict=True):
                 reader = self._readers[door]
                 self.events.add(

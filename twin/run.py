@@ -91,7 +91,8 @@ def _scores_frame(scored: pd.Series, detector: str) -> pd.DataFrame:
 
 def harm_without_responses(spec: ScenarioSpec) -> dict[str, Any]:
     """The counterfactual: the same run (same seed) with no responses, for harm avoided."""
-    engine = Engine(spec.model_copy(update={"responses": []}))
+    # on the modelled network even for an emulated run: the physics is the same kernel
+    engine = Engine(spec.model_copy(update={"responses": [], "backend": "sim"}))
     with engine.net:
         t = 0.0
         while t < spec.duration:
@@ -124,7 +125,7 @@ def execute(
     facility = Facility.build(facility_of(spec))
     dspecs = detector_specs(spec)
     detectors = [build(d.name, d.params) for d in dspecs]
-    engine = Engine(spec, facility)
+    engine = Engine(spec, facility, workdir=out)
     playbooks = Playbooks(spec.responses, engine) if spec.responses else None
     # with responses on, stream every export interval so an analyst's clock starts on time
     step = min(spec.batch_interval, spec.export_interval) if playbooks else spec.batch_interval
@@ -145,7 +146,8 @@ def execute(
                 baseline.append(batch)
                 if progress:
                     progress(t, spec.duration)
-            site = SiteView(facility, engine.net.policy)
+            captures = getattr(engine.net, "captures", None)
+            site = SiteView(facility, engine.net.policy, captures() if captures else None)
             fitted = TelemetryBatch.concat(baseline)
             del baseline
             for d in detectors:
@@ -169,6 +171,7 @@ def execute(
                     playbooks.handle(new)
                 if progress:
                     progress(t, spec.duration)
+            engine.net.stop_capture()  # captures complete on disk before detectors read them
             for spec_d, d in zip(dspecs, detectors, strict=True):
                 said = d.finish()
                 if spec_d.label:
@@ -223,6 +226,8 @@ def execute(
             "backend": spec.backend,
             "seed": spec.seed,
             "duration_s": spec.duration,
+            "export_interval_s": spec.export_interval,
+            "sample_interval_s": spec.sample_interval,
             "warmup_s": spec.warmup,
             "simulated_s": engine.now,
             "monitored_s": monitored,
@@ -238,6 +243,9 @@ def execute(
             "actions": engine.actions,
             "rows": dict(writer.rows),
         }
+        stats = getattr(engine.net, "stats", None)
+        if stats is not None:
+            summary["emulated"] = stats()
         write_json_atomic(out / "summary.json", summary)
         try:
             from twin.report import write_report

@@ -411,7 +411,7 @@ def _check_responses(spec: ScenarioSpec) -> list[Problem]:
     ]
 
 
-def _check_detectors(raw: Any) -> list[Problem]:
+def _check_detectors(raw: Any, backend: Any = "sim") -> list[Problem]:
     """Detector names and parameters, checked on the raw list so other errors don't hide them."""
     from detectors import REGISTRY, check_params
 
@@ -441,6 +441,14 @@ def _check_detectors(raw: Any) -> list[Problem]:
         if cls is None:
             problems.append(
                 Problem(f"detectors[{i}]", f"unknown detector {name!r}{suggest(name, REGISTRY)}")
+            )
+        elif cls.needs_captures and backend != "mininet":
+            problems.append(
+                Problem(
+                    f"detectors[{i}]",
+                    f"{name} reads packet captures, which only the emulated network makes: "
+                    "run with --backend mininet (as root)",
+                )
             )
         elif isinstance(params, dict):
             problems.extend(
@@ -486,7 +494,7 @@ def parse_scenario(
     except ValidationError as exc:
         problems.extend(pydantic_problems(exc))
 
-    problems.extend(_check_detectors(raw.get("detectors")))
+    problems.extend(_check_detectors(raw.get("detectors"), raw.get("backend", "sim")))
     if spec is not None:
         if spec.warmup >= spec.duration:
             problems.append(

@@ -223,6 +223,12 @@ class ScenarioSpec(Model):
     warmup: Delay = Field(default=7200.0, description="attack-free time the detectors learn on")
     seed: int = 0
     backend: Literal["sim", "mininet"] = "sim"
+    speed: float = Field(
+        default=1.0,
+        gt=0,
+        le=3600,
+        description="mininet backend: simulated seconds per wall-clock second (60: an hour a minute)",
+    )
     start: dt.datetime = Field(
         default=dt.datetime(2026, 1, 12, 0, 0), description="wall-clock time of t=0 (schedules)"
     )

@@ -263,6 +263,13 @@ class Deployment:
         self._live()
         self.firewall.release(ip)
 
+    def refresh_policy(self) -> None:
+        """Rules for the policy's quarantines and blocked conduits as they stand now (a
+        response changed the policy itself); zones they cut inside go through the router."""
+        self._live()
+        self.firewall.refresh()
+        self._route_through_router(self.firewall.routed_zones())
+
     def block_conduit(self, name: str) -> None:
         self._live()
         self.firewall.block_conduit(name)

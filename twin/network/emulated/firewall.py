@@ -148,21 +148,21 @@ class Firewall:
     def install(self) -> None:
         self._restore(ruleset(self.policy, self.topology), noflush=False)
 
-    def _refresh(self) -> None:
+    def refresh(self) -> None:
         text = "\n".join(["*filter", *response_rules(self.policy, self.topology), "COMMIT"])
         self._restore(text + "\n", noflush=True)
 
     def quarantine(self, ip: str) -> None:
         self.policy.quarantine(ip)
-        self._refresh()
+        self.refresh()
 
     def release(self, ip: str) -> None:
         self.policy.release(ip)
-        self._refresh()
+        self.refresh()
 
     def block_conduit(self, name: str) -> None:
         self.policy.block_conduit(name)  # KeyError for an unknown conduit, before any change
-        self._refresh()
+        self.refresh()
 
     def rules(self) -> str:
         """The filter table as the kernel holds it now (iptables-save), for checks and reports."""
