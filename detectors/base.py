@@ -58,6 +58,7 @@ class Detector:
     summary: ClassVar[str] = ""
     # the shipped scenario on which the conformance suite expects it to beat chance
     reference_scenario: ClassVar[str] = "flagship"
+    needs_captures: ClassVar[bool] = False  # True: works only on an emulated run's packet captures
 
     def get_params(self) -> dict[str, Any]:
         sig = inspect.signature(type(self).__init__)

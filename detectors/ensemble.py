@@ -64,7 +64,12 @@ class Ensemble(Detector):
         return self
 
     def observe(self, batch: TelemetryBatch) -> list[Alert]:
-        collected = [(m.name, a) for m in self.members_ for a in m.observe(batch)]
+        return self._combine([(m.name, a) for m in self.members_ for a in m.observe(batch)])
+
+    def finish(self) -> list[Alert]:
+        return self._combine([(m.name, a) for m in self.members_ for a in m.finish()])
+
+    def _combine(self, collected: list[tuple[str, Alert]]) -> list[Alert]:
         if self.min_votes == 1:
             return [
                 dataclasses.replace(a, detector=self.name, reason=f"[{who}] {a.reason}")
