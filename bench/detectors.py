@@ -55,7 +55,11 @@ def main() -> None:
     p.add_argument("--detectors", help="comma-separated names (default: every registered one)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
-    names = [n for n in (args.detectors or "").split(",") if n] or sorted(REGISTRY)
+    names = [n for n in (args.detectors or "").split(",") if n] or sorted(
+        n
+        for n in REGISTRY
+        if not REGISTRY[n].needs_captures  # no captures on the sim backend
+    )
     baseline, batches, site = record(args.devices, args.hours, args.warmup)
     rows = sum(len(b.flows) for b in batches)
     results = []

@@ -34,8 +34,8 @@ TARGET_DEPLOY_S = 20.0
 TARGET_TEARDOWN_S = 10.0
 
 
-def scaled_harbour(devices: int) -> Facility:
-    """harbour-dc with its device groups (count > 1) grown until about `devices` devices."""
+def scaled_harbour_spec(devices: int) -> dict[str, Any]:
+    """harbour-dc's YAML with its device groups (count > 1) grown to about `devices` devices."""
     raw: dict[str, Any] = yaml.safe_load(HARBOUR.read_text())
     groups = [d for d in raw["devices"] if d.get("count", 1) > 1]
     singles = len(raw["devices"]) - len(groups)
@@ -43,7 +43,12 @@ def scaled_harbour(devices: int) -> Facility:
     factor = max(1.0, (devices - singles) / base)
     for d in groups:
         d["count"] = max(1, math.floor(d["count"] * factor))
-    spec, problems = parse_facility(raw)
+    return raw
+
+
+def scaled_harbour(devices: int) -> Facility:
+    """harbour-dc with its device groups grown until about `devices` devices."""
+    spec, problems = parse_facility(scaled_harbour_spec(devices))
     if spec is None:
         raise SystemExit("generated facility is invalid:\n" + "\n".join(map(str, problems)))
     return Facility.build(spec)

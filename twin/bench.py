@@ -30,6 +30,8 @@ class BenchRun:
     duration: str | None
     attack_free: bool
     out: Path
+    backend: str = "sim"
+    speed: float | None = None
 
 
 def run_one(job: BenchRun) -> list[dict[str, Any]]:
@@ -45,6 +47,10 @@ def run_one(job: BenchRun) -> list[dict[str, Any]]:
         overrides["duration"] = job.duration
     if job.attack_free:
         overrides["campaign"] = None
+    if job.backend != "sim":
+        overrides["backend"] = job.backend
+    if job.speed is not None:
+        overrides["speed"] = job.speed
     spec = load_scenario(job.scenario, overrides)
     tag = f"{spec.name}-s{job.seed}" + ("-quiet" if job.attack_free else "")
     result = execute(spec, job.out / "runs" / tag, counterfactual=False)
@@ -98,14 +104,25 @@ def bench(
     attack_free: bool = True,
     jobs: int = 1,
     progress: Callable[[int, int, str], None] | None = None,
+    *,
+    backend: str = "sim",
+    speed: float | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Run the grid, write per-run and pooled tables (Parquet, CSV) and an HTML report."""
+    """Run the grid, write per-run and pooled tables (Parquet, CSV) and an HTML report.
+
+    On the emulated backend runs go one at a time: each holds its network and real time.
+    """
     out.mkdir(parents=True, exist_ok=True)
+    dets = tuple(detectors)
     grid = [
-        BenchRun(p, s, tuple(detectors), duration, False, out) for p in scenarios for s in seeds
+        BenchRun(p, s, dets, duration, False, out, backend, speed) for p in scenarios for s in seeds
     ]
     if attack_free:
-        grid += [BenchRun(p, seeds[0], tuple(detectors), duration, True, out) for p in scenarios]
+        grid += [
+            BenchRun(p, seeds[0], dets, duration, True, out, backend, speed) for p in scenarios
+        ]
+    if backend != "sim":
+        jobs = 1
     rows: list[dict[str, Any]] = []
     if jobs > 1:
         with ProcessPoolExecutor(max_workers=jobs) as ex:
@@ -126,7 +143,7 @@ def bench(
     write_html(board, per_run, out / "leaderboard.html")
     write_json_atomic(out / "bench.json", {
         "scenarios": [p.stem for p in scenarios], "detectors": detectors, "seeds": seeds,
-        "duration": duration, "attack_free": attack_free,
+        "duration": duration, "attack_free": attack_free, "backend": backend, "speed": speed,
     })  # fmt: skip
     return board, per_run
 

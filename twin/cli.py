@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -151,6 +152,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         "duration": args.duration,
         "seed": args.seed,
         "backend": args.backend,
+        "speed": args.speed,
+        "warmup": args.warmup,
     }
     spec = load_scenario(path, {k: v for k, v in overrides.items() if v is not None})
     if args.out:
@@ -183,7 +186,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def _execute(execute: Any, spec: Any, directory: Path, progress: Any, path: Path) -> Any:
+    # SIGTERM ends a run as Ctrl-C does: results kept, emulated network torn down
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         return execute(spec, directory, progress, str(path))
     except KeyboardInterrupt:
@@ -230,7 +239,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if missing:
         err.print(f"no such scenario: {', '.join(missing)} (see: twin list scenarios)")
         return 2
-    detectors = _names(args.detectors) or sorted(REGISTRY)
+    # detectors that read packet captures need the emulated network's
+    detectors = _names(args.detectors) or sorted(
+        n for n in REGISTRY if args.backend == "mininet" or not REGISTRY[n].needs_captures
+    )
     unknown = [d for d in detectors if d not in REGISTRY]
     if unknown:
         err.print(f"unknown detector: {', '.join(unknown)}; known: {', '.join(sorted(REGISTRY))}")
@@ -250,8 +262,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
             err.print(f"[{i}/{n}] {name} done")
 
     board, _ = bench(
-        paths, detectors, seeds, out_dir, args.duration, not args.no_attack_free, jobs, progress
-    )
+        paths, detectors, seeds, out_dir, args.duration, not args.no_attack_free, jobs, progress,
+        backend=args.backend, speed=args.speed,
+    )  # fmt: skip
     if not args.quiet:
         table = Table(title=f"detector leaderboard: {len(paths)} scenarios x {len(seeds)} seeds")
         for col in ("detector", "recall", "precision", "F1", "TTD median s", "TTD p95 s",
@@ -337,6 +350,62 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fidelity(args: argparse.Namespace) -> int:
+    from functools import partial
+
+    from twin.fidelity import compare
+    from twin.run import execute
+
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    if bool(args.scenario) == bool(args.compare):
+        err.print("give a SCENARIO to run, or --compare MODELLED_DIR EMULATED_DIR (not both)")
+        return 2
+    if args.compare:
+        modelled, emulated = (Path(d) for d in args.compare)
+        target = Path(args.out) if args.out else Path("runs") / f"fidelity-{stamp}"
+    else:
+        from twin.scenario import load_scenario
+
+        path = resolve_scenario(args.scenario)
+        given = {
+            "design": args.design,
+            "duration": args.duration,
+            "warmup": args.warmup,
+            "seed": args.seed,
+        }
+        overrides = {k: v for k, v in given.items() if v is not None}
+        speed = {"speed": args.speed} if args.speed is not None else {}
+        # both checked before either runs; the emulated run goes first: it is the one
+        # that needs root and can fail at once, the modelled one takes seconds
+        specs = {
+            "emulated": load_scenario(path, {**overrides, **speed, "backend": "mininet"}),
+            "modelled": load_scenario(path, {**overrides, "backend": "sim"}),
+        }
+        spec = specs["modelled"]
+        target = (
+            Path(args.out)
+            if args.out
+            else Path("runs") / f"fidelity-{stamp}-{spec.name}-{spec.design}-s{spec.seed}"
+        )
+        # no counterfactual run: it would emulate the whole scenario a second time
+        run = partial(execute, counterfactual=False)
+        for side, side_spec in specs.items():
+            if not args.quiet:
+                err.print(f"{side} run ({side_spec.backend}) into {target / side}")
+            _execute(run, side_spec, target / side, None, path)
+        modelled, emulated = target / "modelled", target / "emulated"
+    fidelity = compare(modelled, emulated)
+    fidelity.write(target)
+    if not args.quiet:
+        out.print(fidelity.text(), markup=False, soft_wrap=True)
+        out.print(
+            f"results: {target}  (fidelity.html, fidelity.json, fidelity-devices.csv, "
+            "fidelity-signals.csv)",
+            markup=False,
+        )
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="twin",
@@ -360,6 +429,12 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, help="random seed (overrides the scenario)")
     r.add_argument(
         "--backend", choices=["sim", "mininet"], help="network backend (overrides the scenario)"
+    )
+    r.add_argument("--warmup", help="attack-free learning time, e.g. 3h (overrides the scenario)")
+    r.add_argument(
+        "--speed",
+        type=float,
+        help="mininet backend: simulated seconds per wall-clock second, e.g. 60 (default 1)",
     )
     r.add_argument(
         "--out",
@@ -387,7 +462,8 @@ def parser() -> argparse.ArgumentParser:
         "--scenarios", help="names or files, comma-separated (default: every shipped scenario)"
     )
     b.add_argument(
-        "--detectors", help="registry names, comma-separated (default: every registered detector)"
+        "--detectors",
+        help="registry names, comma-separated (default: every registered detector the backend can feed)",
     )
     b.add_argument("--seeds", default="1", help="comma-separated seeds (default 1)")
     b.add_argument("--duration", help="override every scenario's duration, e.g. 6h")
@@ -398,6 +474,15 @@ def parser() -> argparse.ArgumentParser:
     )
     b.add_argument(
         "--jobs", type=int, help="parallel runs (default: 2, the cores of this kind of machine)"
+    )
+    b.add_argument(
+        "--backend",
+        choices=["sim", "mininet"],
+        default="sim",
+        help="network backend for every run (mininet: as root, one run at a time; adds suricata)",
+    )
+    b.add_argument(
+        "--speed", type=float, help="mininet backend: simulated seconds per wall-clock second"
     )
     b.add_argument("--out", metavar="DIR", help="results directory (default runs/bench-<time>)")
     b.add_argument("-q", "--quiet", action="store_true")
@@ -421,6 +506,43 @@ def parser() -> argparse.ArgumentParser:
     )
     s.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
     s.set_defaults(func=cmd_schema)
+
+    fd = sub.add_parser(
+        "fidelity",
+        help="compare the modelled and the emulated network on one scenario",
+        description="Run a scenario on the modelled (sim) and the emulated (mininet, needs root) "
+        "backend with the same design and seed, and compare flow statistics per device and the "
+        "physics traces; or, with --compare, compare two finished runs. Writes fidelity.json, "
+        "fidelity-devices.csv, fidelity-signals.csv and fidelity.html.",
+    )
+    fd.add_argument(
+        "scenario",
+        nargs="?",
+        help="scenario file, or the name of a shipped scenario (see: twin list scenarios)",
+    )
+    fd.add_argument("--design", help="segmentation design to use (overrides the scenario)")
+    fd.add_argument("--seed", type=int, help="random seed (overrides the scenario)")
+    fd.add_argument("--duration", help="simulated duration, e.g. 2h (overrides the scenario)")
+    fd.add_argument("--warmup", help="attack-free learning time, e.g. 1h (overrides the scenario)")
+    fd.add_argument(
+        "--speed",
+        type=float,
+        help="emulated run: simulated seconds per wall-clock second, e.g. 60 (default 1)",
+    )
+    fd.add_argument(
+        "--compare",
+        nargs=2,
+        metavar=("MODELLED_DIR", "EMULATED_DIR"),
+        help="compare two finished run directories instead of running the scenario",
+    )
+    fd.add_argument(
+        "--out",
+        metavar="DIR",
+        help="results directory; the runs go to DIR/modelled and DIR/emulated "
+        "(default runs/fidelity-<time>[-<name>-<design>-s<seed>])",
+    )
+    fd.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    fd.set_defaults(func=cmd_fidelity)
 
     ls = sub.add_parser(
         "list",
