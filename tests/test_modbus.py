@@ -253,7 +253,7 @@ def test_identification_answers_each_faces_own_vendor_model_and_firmware() -> No
             globex_face.identity = Identity("Globex", "GX-7 VAV", "1.0.4-implant")
             assert peer.identify()[2] == "1.0.4-implant"
         report_fc, line = nmap_device_identification(acme_face.port)
-        assert report_fc == 0x91  # Report Server ID is not offered: exception, then 43/14
+        assert report_fc == 0x11  # Report Server ID answered, then 43/14
         assert line == "DEVICE IDENTIFICATION: Acme Controls TankMaster 3000 4.2.1"
         port = acme_face.port
         regular = exchange(port, frame(b"\x2b\x0e\x02\x00"))
@@ -441,3 +441,12 @@ def test_peer_works_with_descriptors_past_select_limit() -> None:
     finally:
         for fd in fillers:
             os.close(fd)
+
+
+def test_report_server_id_names_the_product() -> None:
+    """Function 17, the older identification a scanner also tries: id, running, product."""
+    face = DeviceFace(PLC, ACME, port=0)
+    reply = face.answer(bytes((0x11,)))
+    product = b"Acme Controls TankMaster 3000 4.2.1"
+    assert reply == bytes((0x11, 2 + len(product), 0x01, 0xFF)) + product
+    assert face.answer(bytes((0x11, 0x00))) == bytes((0x91, 3))  # no data is expected

@@ -53,7 +53,7 @@ def run_one(job: BenchRun) -> list[dict[str, Any]]:
         overrides["speed"] = job.speed
     spec = load_scenario(job.scenario, overrides)
     tag = f"{spec.name}-s{job.seed}" + ("-quiet" if job.attack_free else "")
-    result = execute(spec, job.out / "runs" / tag, counterfactual=False)
+    result = execute(spec, job.out / "runs" / tag, source=str(job.scenario), counterfactual=False)
     days = result.summary["monitored_s"] / 86400.0
     rows = []
     for s in result.scores:

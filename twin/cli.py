@@ -406,6 +406,22 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reap(args: argparse.Namespace) -> int:
+    from twin.network.emulated import STATE_NAME, reap, stale_states
+
+    where = Path(args.dir)
+    states = [where / STATE_NAME] if (where / STATE_NAME).exists() else stale_states(where)
+    if not states:
+        out.print(f"nothing to reap under {where}: no emulated run there was killed outright")
+        return 0
+    for state in states:
+        done = reap(state)
+        out.print(
+            f"reaped {state.parent}: {done.processes} processes, {done.namespaces} namespaces"
+        )
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="twin",
@@ -543,6 +559,17 @@ def parser() -> argparse.ArgumentParser:
     )
     fd.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     fd.set_defaults(func=cmd_fidelity)
+
+    rp = sub.add_parser(
+        "reap",
+        help="remove what emulated runs killed outright (SIGKILL) left behind",
+        description="Every emulated run records the namespaces and processes it makes in its "
+        "directory (emulated-state.json) and removes them when it ends, even on Ctrl-C or an "
+        "error. A run killed outright cannot: this removes exactly what its record lists. "
+        "DIR is one run directory or a directory of runs (default: runs). Needs root.",
+    )
+    rp.add_argument("dir", nargs="?", default="runs", metavar="DIR")
+    rp.set_defaults(func=cmd_reap)
 
     ls = sub.add_parser(
         "list",

@@ -44,6 +44,7 @@ BIT_TABLES = frozenset({"coil", "discrete"})
 READ_TABLES = {1: "coil", 2: "discrete", 3: "holding", 4: "input"}
 WRITE_TABLES = {5: "coil", 6: "holding", 15: "coil", 16: "holding"}
 MEI_DEVICE_ID = 0x0E
+REPORT_SERVER_ID, SERVER_ID, RUNNING = 0x11, 0x01, 0xFF
 # regular identification (basic + regular objects), stream and individual access
 CONFORMITY = 0x82
 MAX_OBJECT = 200  # bytes of one identification object, so any one fits a response
@@ -333,7 +334,7 @@ class DeviceFace:
     def answer(self, pdu: bytes, peer: Peer = NO_PEER) -> bytes:
         """The response PDU to a request PDU (function code first).
 
-        Hand-written for functions 1-6, 15, 16 and 43/14 rather than pymodbus's server,
+        Hand-written for functions 1-6, 15, 16, 17 and 43/14 rather than pymodbus's server,
         which in 3.16 keeps one device identity per process, stalls on a non-zero
         protocol id, drops pipelined requests and answers bad quantities with the wrong
         function and exception code.
@@ -348,6 +349,8 @@ class DeviceFace:
                 return self._write(function, pdu[1:], peer)
             if function == 0x2B:
                 return self._identify(pdu[1:])
+            if function == REPORT_SERVER_ID:
+                return self._server_id(pdu[1:])
             raise _Refusal(ILLEGAL_FUNCTION)
         except _Refusal as refusal:
             return bytes((function | 0x80, refusal.code))
@@ -413,6 +416,14 @@ class DeviceFace:
                 raise _Refusal(DEVICE_FAILURE) from None
         self.store.write(table, address, raws)
         return reply
+
+    def _server_id(self, data: bytes) -> bytes:
+        """Report Server ID (function 17): an id byte, 'running', then the product string."""
+        if data:
+            raise _Refusal(ILLEGAL_VALUE)
+        product = " ".join((self.identity.vendor, self.identity.model, self.identity.revision))
+        body = bytes((SERVER_ID, RUNNING)) + product.encode()[: MAX_PDU - 4]
+        return bytes((REPORT_SERVER_ID, len(body))) + body
 
     def _identify(self, data: bytes) -> bytes:
         if not data:

@@ -25,9 +25,10 @@ import pytest
 
 from tests.conftest import SCENARIOS
 from twin.bench import bench
+from twin.cli import main as cli_main
 from twin.engine import Engine
 from twin.fidelity import compare
-from twin.network.emulated import STATE_NAME, missing_requirements, reap
+from twin.network.emulated import STATE_NAME, missing_requirements
 from twin.network.emulated.backend import TOOLS
 from twin.network.transactions import ModbusRead, Probe
 from twin.responses import BlockConduit, Quarantine
@@ -237,7 +238,7 @@ def test_sigkill_leaves_an_inventory_that_reap_clears(run_dir: Path) -> None:
     proc.communicate(timeout=30)
     namespaces, _ = leftovers(state)
     assert namespaces, "a SIGKILLed run cannot clean up: its namespaces are still there"
-    reap(run_dir / STATE_NAME)
+    assert cli_main(["reap", str(run_dir)]) == 0  # what a person runs; the next run does it too
     assert leftovers(state) == ([], [])
     assert not (run_dir / STATE_NAME).exists()
 

@@ -83,7 +83,8 @@ PROBE_TIMEOUT = 0.3
 FACES_READY = 60.0  # wall s for every face to say it serves
 WAIT_STEP = 0.01  # wall s between looks at a running transaction
 MAX_FLOOD_PACKETS = 5_000  # real SYNs one flood sends; the consequence follows the model
-SCAN_RATE_CAP = 5_000.0  # packets/s nmap may send, whatever the speed
+SCAN_RATE_CAP = 5_000.0
+MAX_SESSIONS = 64  # kernel-made Modbus connections kept open for reuse  # packets/s nmap may send, whatever the speed
 TOOLS = {"tcpdump": "tcpdump", "nmap": "nmap"}
 
 
@@ -233,6 +234,7 @@ class EmulatedNetwork:
         self._pollers: list[tuple[str, subprocess.Popen[bytes]]] = []
         self.poll_status: dict[str, dict[str, Any]] = {}
         self._workers: dict[str, concurrent.futures.ThreadPoolExecutor] = {}
+        self._sessions: dict[tuple[str, str, int], ModbusPeer] = {}
         self._captures: list[Capture] = []
         self._tails: list[PcapTail] = []
         self._pcap_meter = PcapMeter(meter.interval)
@@ -347,6 +349,8 @@ class EmulatedNetwork:
         self.closed = True
         for pool in self._workers.values():
             pool.shutdown(wait=False, cancel_futures=True)
+        for peer in self._sessions.values():
+            peer.close()
         try:
             self.stop_capture()
             for tail in self._tails:
@@ -518,7 +522,7 @@ class EmulatedNetwork:
         pool = self._workers.get(host)
         if pool is None:
             pool = concurrent.futures.ThreadPoolExecutor(
-                max_workers=2,
+                max_workers=1,  # a host's transactions in order, its sessions never shared
                 thread_name_prefix=f"in-{host}",
                 initializer=_enter,
                 initargs=(self.deployment.netns(host),),
@@ -532,10 +536,9 @@ class EmulatedNetwork:
         if isinstance(txn, ModbusIdentify):
             return self._identify(txn)
         if isinstance(txn, ModbusRead | ModbusWrite):
-            unit = txn.unit
             began = time.monotonic()
             try:
-                with ModbusPeer(txn.dst_ip, unit=unit, timeout=CONNECT_TIMEOUT) as peer:
+                with self._peer(txn) as peer:
                     if isinstance(txn, ModbusRead):
                         raws = peer.read(txn.table, txn.address, txn.count)
                         regs = KINDS[dst.kind].registers if dst else None
@@ -565,6 +568,26 @@ class EmulatedNetwork:
             _syn_flood(txn, self.env.speed)
             return Reply("ok")
         raise TypeError(f"no emulated client for {type(txn).__name__}")
+
+    @contextlib.contextmanager
+    def _peer(self, txn: ModbusRead | ModbusWrite) -> Iterator[ModbusPeer]:
+        """A connection for one transaction; kept open for the next one that names the same
+        source port (a session, as the modelled network counts it), closed on failure."""
+        if txn.sport is None:
+            with ModbusPeer(txn.dst_ip, unit=txn.unit, timeout=CONNECT_TIMEOUT) as peer:
+                yield peer
+            return
+        key = (txn.src_ip, txn.dst_ip, txn.sport)
+        kept = self._sessions.pop(key, None)
+        session = kept or ModbusPeer(txn.dst_ip, unit=txn.unit, timeout=CONNECT_TIMEOUT).connect()
+        try:
+            yield session
+        except BaseException:
+            session.close()
+            raise
+        self._sessions[key] = session
+        while len(self._sessions) > MAX_SESSIONS:  # the oldest session hangs up
+            self._sessions.pop(next(iter(self._sessions))).close()
 
     def _login(self, txn: Login) -> Reply:
         try:
