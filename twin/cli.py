@@ -153,6 +153,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "backend": args.backend,
         "speed": args.speed,
+        "hosts": args.hosts,
         "warmup": args.warmup,
     }
     spec = load_scenario(path, {k: v for k, v in overrides.items() if v is not None})
@@ -451,6 +452,11 @@ def parser() -> argparse.ArgumentParser:
         "--speed",
         type=float,
         help="mininet backend: simulated seconds per wall-clock second, e.g. 60 (default 1)",
+    )
+    r.add_argument(
+        "--hosts",
+        choices=["device", "group"],
+        help="mininet backend: a host per device (default), or one per device group",
     )
     r.add_argument(
         "--out",

@@ -83,6 +83,7 @@ class Engine:
         return EmulatedNetwork(
             self.env, policy, self.faces, self.meter, rng,
             workdir=workdir, attacker=attacker, plant_read=self.plant.read,
+            share_groups=spec.hosts == "group",
         )  # fmt: skip
 
     def _build(

@@ -446,8 +446,16 @@ async def close(server: asyncio.Server) -> None:
 # --- the client side ---------------------------------------------------------------------
 
 
-def connect(host: str, port: int, *, timeout: float, sport: int | None = None) -> socket.socket:
-    """A TCP connection to (host, port), from source port `sport` if given; BackendError if none."""
+def connect(
+    host: str,
+    port: int,
+    *,
+    timeout: float,
+    sport: int | None = None,
+    source: str | None = None,
+) -> socket.socket:
+    """A TCP connection to (host, port), from source port `sport` and address `source` if
+    given (a host holding several addresses); BackendError if none."""
     if timeout <= 0:
         raise ValueError(f"timeout must be positive, got {timeout}")
     try:
@@ -457,9 +465,9 @@ def connect(host: str, port: int, *, timeout: float, sport: int | None = None) -
     sock = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_STREAM)
     try:
         sock.settimeout(timeout)
-        if sport is not None:
+        if sport is not None or source is not None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind(("::" if v6 else "0.0.0.0", sport))
+            sock.bind((source or ("::" if v6 else "0.0.0.0"), sport or 0))
         sock.connect((host, port))
     except BaseException as exc:
         sock.close()
@@ -543,6 +551,7 @@ def http_login(
     *,
     timeout: float = 2.0,
     sport: int | None = None,
+    source: str | None = None,
     form: bool = False,
 ) -> bool:
     """Log in over HTTP with pre-emptive Basic credentials (or a form POSTed to /login).
@@ -562,7 +571,7 @@ def http_login(
         body, head = b"", f"GET / HTTP/1.1\r\nAuthorization: Basic {token}\r\n"
     request = f"{head}Host: {host}:{port}\r\nAccept: text/html\r\nConnection: close\r\n\r\n"
     started = time.monotonic()
-    with connect(host, port, timeout=timeout, sport=sport) as sock:
+    with connect(host, port, timeout=timeout, sport=sport, source=source) as sock:
         talk = _Conversation(sock, f"HTTP {host}:{port}", timeout, started)
         talk.send(request.encode() + body)
         # a reply that does not start like HTTP ends the wait early
@@ -587,13 +596,14 @@ def telnet_login(
     *,
     timeout: float = 2.0,
     sport: int | None = None,
+    source: str | None = None,
 ) -> bool:
     """Log in over telnet: True at a shell prompt (and `exit` from it), False at a refusal."""
     for name, value in (("username", username), ("password", password)):
         if any(c in value for c in "\r\n\0"):
             raise ValueError(f"telnet {name} {value!r} contains a line break")
     started = time.monotonic()
-    with connect(host, port, timeout=timeout, sport=sport) as sock:
+    with connect(host, port, timeout=timeout, sport=sport, source=source) as sock:
         talk = _Conversation(sock, f"telnet {host}:{port}", timeout, started)
         talk.telnet = _Telnet()
         talk.until(LOGIN_PROMPT, "a login prompt")

@@ -596,14 +596,29 @@ class ModbusPeer:
     the next request.
     """
 
-    def __init__(self, host: str, port: int = 502, *, unit: int = 1, timeout: float = 2.0) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int = 502,
+        *,
+        unit: int = 1,
+        timeout: float = 2.0,
+        source: str | None = None,
+    ) -> None:
         if timeout <= 0:
             raise ValueError(f"timeout must be positive, got {timeout}")
         self.host = host
         self.port = port
         self.unit = unit
         self.timeout = timeout
-        self._client = _TcpClient(host, port=port, timeout=timeout, retries=0)
+        self._client = _TcpClient(
+            host,
+            port=port,
+            timeout=timeout,
+            retries=0,
+            # from this address, on a host that holds several (a shared device group's)
+            source_address=(source, 0) if source else None,
+        )
 
     def __str__(self) -> str:
         return f"Modbus peer {self.host}:{self.port} unit {self.unit}"

@@ -223,6 +223,11 @@ class ScenarioSpec(Model):
     warmup: Delay = Field(default=7200.0, description="attack-free time the detectors learn on")
     seed: int = 0
     backend: Literal["sim", "mininet"] = "sim"
+    hosts: Literal["device", "group"] = Field(
+        default="device",
+        description="mininet backend: a host per device, or one per device group (very large "
+        "sites; members of a group then reach each other without crossing the router)",
+    )
     speed: float = Field(
         default=1.0,
         gt=0,

@@ -26,10 +26,11 @@ import pytest
 from tests.conftest import SCENARIOS
 from twin.bench import bench
 from twin.cli import main as cli_main
+from twin.devices import KINDS
 from twin.engine import Engine
 from twin.fidelity import compare
 from twin.network.emulated import STATE_NAME, missing_requirements
-from twin.network.emulated.backend import TOOLS
+from twin.network.emulated.backend import TOOLS, EmulatedNetwork
 from twin.network.transactions import ModbusRead, Probe
 from twin.responses import BlockConduit, Quarantine
 from twin.run import RunResult, execute
@@ -296,3 +297,29 @@ def test_fidelity_of_the_flagship(flat: tuple[pd.DataFrame, Path], tmp_path: Pat
     devices = fidelity.devices.set_index("device")
     assert devices.loc["ahu", "modbus_reads_per_min_error"] < 0.25
     assert (tmp_path / "fidelity.html").exists()
+
+
+def test_device_groups_sharing_hosts_still_answer_as_themselves(tmp_path: Path) -> None:
+    """hosts: group puts each device group in one namespace; every member still serves
+    its own registers on its own address, and the BMS polls them all."""
+    spec = load_scenario(
+        FLAGSHIP,
+        {"backend": "mininet", "hosts": "group", "speed": 600, "duration": "1h",
+         "warmup": "10m", "design": "zoned"},
+    )  # fmt: skip
+    engine = Engine(spec, workdir=tmp_path / "run")
+    with engine.net:
+        engine.run_until(1800)  # 3 s of wall time: the poller reports each second
+        net = engine.net
+        assert isinstance(net, EmulatedNetwork)
+        assert len(net.topology.hosts) < len(engine.facility.devices)
+        bms = engine.device("bms-server").ip
+        for name in ("vav-1", "vav-4", "door-2", "env-3"):
+            device = engine.device(name)
+            regs = KINDS[device.kind].registers
+            table = next(t for t in ("holding", "input", "coil", "discrete") if regs.span(t))
+            start, count = regs.span(table) or (0, 1)
+            reply = engine.net.exchange(ModbusRead(bms, device.ip, table, start, count))
+            assert reply.ok and len(reply.values) == count, (name, reply)
+        status = net.poll_status["bms-server"]
+        assert status["reads"] > 100 and status["down"] == [], status

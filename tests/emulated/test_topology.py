@@ -97,6 +97,25 @@ def test_the_attacker_starts_from_its_origin_in_the_internet_zone(harbour: Facil
     assert (str(attacker.ip), attacker.zone, attacker.role) == (ATTACKER[1], "internet", "attacker")
 
 
+def test_device_groups_can_share_a_host(harbour: Facility) -> None:
+    """For very large sites a group is one host holding every member's address; single
+    devices keep their own, and any member's name finds the group's host."""
+    shared = Topology.of(harbour, "zoned", attacker=ATTACKER, share_groups=True)
+    alone = topology(harbour, "zoned")
+    groups = {d.group for d in harbour.devices if d.name != d.group}
+    assert len(shared.hosts) == len(alone.hosts) - sum(
+        sum(d.group == g for d in harbour.devices) - 1 for g in groups
+    )
+    vav = shared.host("vav-3")
+    assert vav.name == "vav" and [n for n, _ in vav.devices] == [f"vav-{i}" for i in range(1, 7)]
+    assert [str(ip) for _, ip in vav.devices] == [
+        harbour.by_name[f"vav-{i}"].ip for i in range(1, 7)
+    ]
+    assert shared.host("ahu").devices == ((("ahu", shared.host("ahu").ip)),)
+    served = sorted(n for h in shared.hosts for n, _ in h.devices)
+    assert served == sorted(d.name for d in harbour.devices)
+
+
 def test_what_cannot_be_wired_is_refused_all_at_once(harbour: Facility) -> None:
     """An origin outside the internet, or on a device's address, is named with the reason."""
     with pytest.raises(BackendError, match="not in an internet zone"):

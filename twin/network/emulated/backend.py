@@ -49,6 +49,7 @@ import numpy as np
 import simpy
 
 from twin.devices import KINDS, Device
+from twin.devices.base import PORT_APPS, SERVICE_PORTS
 from twin.errors import BackendError
 from twin.faces import Faces
 from twin.logins import http_login, telnet_login
@@ -204,6 +205,7 @@ class EmulatedNetwork:
         workdir: Path,
         attacker: tuple[str, str] | None,
         plant_read: Callable[[str, int], float],
+        share_groups: bool = False,
     ) -> None:
         missing = missing_requirements() + [
             f"no {tool} (Debian package {pkg}; scripts/setup-system)"
@@ -243,20 +245,20 @@ class EmulatedNetwork:
         self._linkdir: str | None = None
         self.links: FaceLinks | None = None
         self._zygote: subprocess.Popen[bytes] | None = None
-        self.topology = Topology.of(self.facility, policy.design_name, attacker=attacker)
+        self.topology = Topology.of(
+            self.facility, policy.design_name, attacker=attacker, share_groups=share_groups
+        )
         self.deployment = Deployment(self.topology, policy, self.workdir)
-        self._host_by_ip = {str(h.ip): h.name for h in self.topology.hosts}
-        self._mirrored = [
-            d for d in self.facility.devices if d.name in self._hosts() and 502 in d.ports
-        ]
+        self._host_by_ip = {str(h.ip): h.name for h in self.topology.hosts} | {
+            str(ip): h.name for h in self.topology.hosts for _, ip in h.devices
+        }
+        served = {name for h in self.topology.hosts for name, _ in h.devices}
+        self._mirrored = [d for d in self.facility.devices if d.name in served and 502 in d.ports]
         try:
             self._deploy()
         except BaseException:
             self.close()
             raise
-
-    def _hosts(self) -> set[str]:
-        return {h.name for h in self.topology.hosts}
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -277,15 +279,15 @@ class EmulatedNetwork:
         assert self.links is not None and self.deployment.inventory is not None
         specs = []
         for host in self.topology.hosts:
-            device = self.facility.by_name.get(host.name)
-            if device is not None:
-                spec = HostSpec(host.name, self.deployment.netns(host.name), str(host.ip),
-                                device.kind, device.vendor, device.model, device.firmware,
-                                tuple(p for p in device.ports if p not in (53, 123, 47808)))  # fmt: skip
-            else:  # the attacker's own server out on the internet
-                spec = HostSpec(host.name, self.deployment.netns(host.name), str(host.ip),
-                                None, "", "", "", (22, 80, 443, 8883))  # fmt: skip
-            specs.append(spec.as_json())
+            netns = self.deployment.netns(host.name)
+            for name, ip in host.devices:  # a face per device, its group's host or its own
+                device = self.facility.by_name[name]
+                tcp = tuple(p for p in device.ports if SERVICE_PORTS[PORT_APPS[p]][1] == "tcp")
+                specs.append(HostSpec(name, netns, str(ip), device.kind, device.vendor,
+                                      device.model, device.firmware, tcp))  # fmt: skip
+            if host.role == "attacker":  # the attacker's own server out on the internet
+                specs.append(HostSpec(host.name, netns, str(host.ip), None, "", "", "",
+                                      (22, 80, 443, 8883)))  # fmt: skip
         log = open(self.workdir / "faces.log", "ab")  # noqa: SIM115 - the child owns it
         argv = [sys.executable, "-m", "twin.network.emulated.faceproc", str(self.links.path)]
         proc = subprocess.Popen(
@@ -299,9 +301,9 @@ class EmulatedNetwork:
         self._zygote = proc
         self.deployment.inventory.started(proc, where="root", argv=argv)
         assert proc.stdin is not None
-        proc.stdin.write(json.dumps(specs).encode())
+        proc.stdin.write(json.dumps([spec.as_json() for spec in specs]).encode())
         proc.stdin.close()
-        self.links.wait_for({h.name for h in self.topology.hosts}, FACES_READY)
+        self.links.wait_for({spec.name for spec in specs}, FACES_READY)
 
     def begin(self) -> None:
         """Start the clock and the pollers: called once everything is in place."""
@@ -311,6 +313,7 @@ class EmulatedNetwork:
                 "interval": self._poll_every[poller] / self.env.speed,
                 "timeout": CONNECT_TIMEOUT,
                 "retry": 5.0,
+                "source": self.facility.by_name[poller].ip,
                 "targets": targets,
             }
             argv = [sys.executable, "-m", "twin.network.emulated.poller"]
@@ -559,11 +562,11 @@ class EmulatedNetwork:
         if isinstance(txn, Login):
             return self._login(txn)
         if isinstance(txn, Probe):
-            return _probe(txn.dst_ip, txn.dst_port)
+            return _probe(txn.src_ip, txn.dst_ip, txn.dst_port)
         if isinstance(txn, Transfer):
             return _transfer(txn)
         if isinstance(txn, Ping):
-            return _ping(txn.dst_ip)
+            return _ping(txn.src_ip, txn.dst_ip)
         if isinstance(txn, Flood):
             _syn_flood(txn, self.env.speed)
             return Reply("ok")
@@ -574,12 +577,19 @@ class EmulatedNetwork:
         """A connection for one transaction; kept open for the next one that names the same
         source port (a session, as the modelled network counts it), closed on failure."""
         if txn.sport is None:
-            with ModbusPeer(txn.dst_ip, unit=txn.unit, timeout=CONNECT_TIMEOUT) as peer:
+            with ModbusPeer(
+                txn.dst_ip, unit=txn.unit, timeout=CONNECT_TIMEOUT, source=txn.src_ip
+            ) as peer:
                 yield peer
             return
         key = (txn.src_ip, txn.dst_ip, txn.sport)
         kept = self._sessions.pop(key, None)
-        session = kept or ModbusPeer(txn.dst_ip, unit=txn.unit, timeout=CONNECT_TIMEOUT).connect()
+        session = (
+            kept
+            or ModbusPeer(
+                txn.dst_ip, unit=txn.unit, timeout=CONNECT_TIMEOUT, source=txn.src_ip
+            ).connect()
+        )
         try:
             yield session
         except BaseException:
@@ -592,13 +602,13 @@ class EmulatedNetwork:
     def _login(self, txn: Login) -> Reply:
         try:
             if txn.service == "http":
-                ok = http_login(txn.dst_ip, 80, txn.username, txn.password, timeout=CONNECT_TIMEOUT)
+                ok = http_login(txn.dst_ip, 80, txn.username, txn.password,
+                                timeout=CONNECT_TIMEOUT, source=txn.src_ip)  # fmt: skip
             elif txn.service == "telnet":
-                ok = telnet_login(
-                    txn.dst_ip, 23, txn.username, txn.password, timeout=CONNECT_TIMEOUT
-                )
+                ok = telnet_login(txn.dst_ip, 23, txn.username, txn.password,
+                                  timeout=CONNECT_TIMEOUT, source=txn.src_ip)  # fmt: skip
             else:  # no real SSH server: the connection is real, the verdict the model's
-                probe = _probe(txn.dst_ip, 22)
+                probe = _probe(txn.src_ip, txn.dst_ip, 22)
                 if not probe.ok:
                     return probe
                 with _held(self.lock):
@@ -627,7 +637,7 @@ class EmulatedNetwork:
         wall_rate = min(rate * self.env.speed, SCAN_RATE_CAP)
         # fast timing: inside a site answers come in well under a millisecond, and a
         # dropped probe is the design working, not congestion worth backing off for
-        argv = ["nmap", "-n", "-T5", "-oX", str(out), "--exclude", src_ip,
+        argv = ["nmap", "-n", "-T5", "-oX", str(out), "--exclude", src_ip, "-S", src_ip, "-e", "eth0",
                 "--max-rate", f"{wall_rate:.0f}", "--max-retries", "0",
                 "--max-rtt-timeout", "100ms", "--initial-rtt-timeout", "50ms",
                 "--min-hostgroup", "256", "--min-parallelism", "256",
@@ -665,7 +675,7 @@ class EmulatedNetwork:
     def _identify(self, txn: ModbusIdentify) -> Reply:
         """nmap's modbus-discover script, run in the source host, reads the identification."""
         host = self._host_by_ip[txn.src_ip]
-        argv = ["nmap", "-n", "-Pn", "-sT", "-p", "502", "--max-retries", "0",
+        argv = ["nmap", "-n", "-Pn", "-sT", "-p", "502", "--max-retries", "0", "-S", txn.src_ip, "-e", "eth0",
                 "--host-timeout", "20s", "--script", "modbus-discover",
                 "--script-args", "modbus-discover.aggressive=true", txn.dst_ip]  # fmt: skip
         _, out = run_in(self.deployment, host, argv, timeout=40.0)
@@ -772,10 +782,11 @@ def _failure(exc: BackendError) -> Reply:
     return Reply("timeout", text)
 
 
-def _connect(ip: str, port: int, timeout: float) -> socket.socket:
+def _connect(src: str, ip: str, port: int, timeout: float) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.settimeout(timeout)
     try:
+        sock.bind((src, 0))  # the device's own address, on a host that may hold several
         sock.connect((ip, port))
     except BaseException:
         sock.close()
@@ -783,9 +794,13 @@ def _connect(ip: str, port: int, timeout: float) -> socket.socket:
     return sock
 
 
-def _probe(ip: str, port: int) -> Reply:
+def _tcp(
+    src: str, ip: str, port: int, timeout: float, talk: Callable[[socket.socket], None]
+) -> Reply:
+    """Connect from src and `talk`: ok, closed (reset) or timeout (dropped, no answer)."""
     try:
-        _connect(ip, port, PROBE_TIMEOUT).close()
+        with _connect(src, ip, port, timeout) as sock:
+            talk(sock)
     except ConnectionRefusedError:
         return Reply("closed", f"{ip} has no service on port {port}")
     except OSError as exc:
@@ -793,26 +808,27 @@ def _probe(ip: str, port: int) -> Reply:
     return Reply("ok")
 
 
+def _probe(src: str, ip: str, port: int) -> Reply:
+    return _tcp(src, ip, port, PROBE_TIMEOUT, lambda sock: None)
+
+
 def _transfer(txn: Transfer) -> Reply:
-    try:
-        with _connect(txn.dst_ip, txn.dst_port, CONNECT_TIMEOUT) as sock:
-            sock.settimeout(10.0)
-            head = XFER_HEADER.pack(txn.bytes_in)
-            body = max(0, txn.bytes_out - len(head))
-            sock.sendall(head + bytes(min(body, 1 << 16)))
-            body -= min(body, 1 << 16)
-            while body > 0:
-                n = min(body, 1 << 16)
-                sock.sendall(bytes(n))
-                body -= n
-            sock.shutdown(socket.SHUT_WR)
-            while sock.recv(1 << 16):
-                pass
-    except ConnectionRefusedError:
-        return Reply("closed", f"{txn.dst_ip} has no service on port {txn.dst_port}")
-    except OSError as exc:
-        return Reply("timeout", f"{txn.dst_ip}:{txn.dst_port}: {exc}")
-    return Reply("ok")
+    """Send bytes_out (starting with how many bytes are wanted back), then read them."""
+
+    def bulk(sock: socket.socket) -> None:
+        sock.settimeout(10.0)
+        head = XFER_HEADER.pack(txn.bytes_in)
+        sock.sendall(head)
+        left = max(0, txn.bytes_out - len(head))
+        while left > 0:
+            n = min(left, 1 << 16)
+            sock.sendall(bytes(n))
+            left -= n
+        sock.shutdown(socket.SHUT_WR)
+        while sock.recv(1 << 16):
+            pass
+
+    return _tcp(txn.src_ip, txn.dst_ip, txn.dst_port, CONNECT_TIMEOUT, bulk)
 
 
 def _checksum(data: bytes) -> int:
@@ -824,12 +840,13 @@ def _checksum(data: bytes) -> int:
     return ~total & 0xFFFF
 
 
-def _ping(ip: str, timeout: float = 1.0) -> Reply:
+def _ping(src: str, ip: str, timeout: float = 1.0) -> Reply:
     ident = random.getrandbits(16)
     body = b"twin-ping" + bytes(47)
     head = struct.pack("!BBHHH", 8, 0, 0, ident, 1)
     packet = struct.pack("!BBHHH", 8, 0, _checksum(head + body), ident, 1) + body
     with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP) as sock:
+        sock.bind((src, 0))
         sock.settimeout(timeout)
         sock.sendto(packet, (ip, 0))
         deadline = time.time() + timeout
@@ -856,6 +873,7 @@ def _syn_flood(txn: Flood, speed: float) -> None:
     src = socket.inet_aton(txn.src_ip)
     dst = socket.inet_aton(txn.dst_ip)
     with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP) as sock:
+        sock.bind((txn.src_ip, 0))
         start = time.time()
         for i in range(count):
             sport = 1024 + (i * 7919) % 64000

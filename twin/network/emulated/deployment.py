@@ -184,6 +184,10 @@ class Deployment:
             hosts[self.netns(host.name)] = [
                 "link set lo up",
                 f"addr add {host.ip}/{seg.subnet.prefixlen} dev eth0",
+                *(
+                    f"addr add {ip}/32 dev eth0"  # /32: one connected route, the first's
+                    for _, ip in host.members[1:]
+                ),
                 "link set eth0 up",
                 f"route add default via {seg.gateway} dev eth0",
             ]

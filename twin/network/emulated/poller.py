@@ -9,7 +9,7 @@ Once a second it prints a status line (JSON) the kernel reads:
     {"t": wall, "reads": n, "failures": n, "down": [ip, ...], "overruns": n}
 
 Run as `python -m twin.network.emulated.poller < plan.json`, where the plan is
-{"interval": s, "timeout": s, "retry": s, "targets": [{"ip", "unit", "blocks": [[table,
+{"interval": s, "timeout": s, "retry": s, "source": ip, "targets": [{"ip", "unit", "blocks": [[table,
 address, count], ...]}]}.
 """
 
@@ -42,12 +42,13 @@ def poll(plan: dict[str, Any]) -> None:
     interval = float(plan["interval"])
     timeout = float(plan.get("timeout", 0.5))
     retry = float(plan.get("retry", 5.0))
+    source = plan.get("source")  # the poller's address, if its host holds several
     targets = [
         Target(
             t["ip"],
             int(t["unit"]),
             [(b[0], int(b[1]), int(b[2])) for b in t["blocks"]],
-            ModbusPeer(t["ip"], 502, unit=int(t["unit"]), timeout=timeout),
+            ModbusPeer(t["ip"], 502, unit=int(t["unit"]), timeout=timeout, source=source),
         )
         for t in plan["targets"]
     ]

@@ -5,6 +5,7 @@ Nothing here touches the kernel; `Deployment` (the one builder) makes a Topology
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import ipaddress
 import re
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Literal
 
+from twin.devices import Device
 from twin.errors import BackendError
 from twin.facility import Facility
 
@@ -47,7 +49,11 @@ class Segment:
 
 @dataclass(frozen=True)
 class Host:
-    """One emulated machine: a device of the facility, or the attacker's origin."""
+    """One emulated machine: a device of the facility, or the attacker's origin.
+
+    A host shared by a device group (very large sites) is named after the group and
+    holds every member's address; `members` lists (device, address) in order.
+    """
 
     name: str
     zone: str
@@ -55,6 +61,14 @@ class Host:
     mac: str
     port: str  # its port on the zone's bridge (switch namespace); its own side is eth0
     role: Literal["device", "attacker"]
+    members: tuple[tuple[str, ipaddress.IPv4Address], ...] = ()
+
+    @property
+    def devices(self) -> tuple[tuple[str, ipaddress.IPv4Address], ...]:
+        """(device name, address) of everything this host is: itself, or its group."""
+        if self.members:
+            return self.members
+        return ((self.name, self.ip),) if self.role == "device" else ()
 
 
 @dataclass(frozen=True)
@@ -69,9 +83,18 @@ class Topology:
 
     @classmethod
     def of(
-        cls, facility: Facility, design: str, *, attacker: tuple[str, str] | None = None
+        cls,
+        facility: Facility,
+        design: str,
+        *,
+        attacker: tuple[str, str] | None = None,
+        share_groups: bool = False,
     ) -> Topology:
         """The topology of `facility` under `design`; `attacker` is (name, origin address).
+
+        `share_groups` gives each device group (a device entry with a count) one host
+        holding all its members' addresses: fewer namespaces for very large sites, at the
+        price that members of a group reach each other without crossing the router.
 
         Every problem is reported at once in one BackendError.
         """
@@ -105,13 +128,32 @@ class Topology:
             )
         by_zone = {s.zone: s for s in segments}
         hosts: list[Host] = []
-        for i, device in enumerate(facility.devices):
+        groups: dict[str, list[Device]] = {}
+        for device in facility.devices:
+            groups.setdefault(device.group, []).append(device)
+        shared: dict[str, list[tuple[str, ipaddress.IPv4Address]]] = {}
+        for device in facility.devices:
             seg = by_zone.get(device.zone)
             if seg is None:
                 continue  # its zone's problem is reported already
             ip = ipaddress.IPv4Address(device.ip)  # inside an IPv4 zone, checked on load
             problems += _address_problems(f"device {device.name!r}", ip, seg)
-            hosts.append(Host(device.name, device.zone, ip, device.mac, f"h{i}", "device"))
+            group = groups[device.group]
+            if not share_groups or len(group) < 2 or device.group in facility.by_name:
+                hosts.append(
+                    Host(device.name, device.zone, ip, device.mac, f"h{len(hosts)}", "device")
+                )
+            elif device.group not in shared:
+                shared[device.group] = [(device.name, ip)]
+                hosts.append(
+                    Host(device.group, device.zone, ip, device.mac, f"h{len(hosts)}", "device")
+                )
+            else:
+                shared[device.group].append((device.name, ip))
+        hosts = [
+            dataclasses.replace(h, members=tuple(shared[h.name])) if h.name in shared else h
+            for h in hosts
+        ]
         if attacker is not None:
             name, origin = attacker
             addr = ipaddress.ip_address(origin)
@@ -143,7 +185,9 @@ class Topology:
 
     @cached_property
     def _hosts(self) -> dict[str, Host]:
-        return {h.name: h for h in self.hosts}
+        """Hosts by name, and shared hosts also by each member device's name."""
+        out = {name: h for h in self.hosts for name, _ in h.members}
+        return out | {h.name: h for h in self.hosts}
 
     @cached_property
     def _segments(self) -> dict[str, Segment]:
