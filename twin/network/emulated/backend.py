@@ -462,12 +462,9 @@ class EmulatedNetwork:
         self._poll_every[poller.name] = every
         return self.ephemeral_port()  # the kernel's own writes use connections of their own
 
-    def poll_rate(self) -> float:
-        """Modbus reads per wall second the pollers made, over their last status."""
-        total = 0.0
-        for status in self.poll_status.values():
-            total += status.get("reads", 0)
-        return total
+    def poller_reads(self) -> int:
+        """Modbus reads the poller processes have completed, as they last reported."""
+        return sum(int(status.get("reads", 0)) for status in self.poll_status.values())
 
     def send(self, txn: Transaction) -> Generator[simpy.Event, Any, Reply]:
         """Carry one transaction for real; the kernel keeps time while it is on the wire."""
@@ -513,7 +510,7 @@ class EmulatedNetwork:
         except BackendError as exc:
             reply = Reply("timeout", str(exc))
         if isinstance(txn, Flood):  # the consequence is the device model's, as in sim
-            with _held(self.lock):
+            with self.lock:
                 return self.faces.answer(txn)
         if reply.status == "timeout":
             verdict = self.policy.verdict(txn.src_ip, txn.dst_ip, txn.port)
@@ -544,14 +541,15 @@ class EmulatedNetwork:
                 with self._peer(txn) as peer:
                     if isinstance(txn, ModbusRead):
                         raws = peer.read(txn.table, txn.address, txn.count)
-                        regs = KINDS[dst.kind].registers if dst else None
-                        values = tuple(
-                            to_value(reg, raw) if (reg := regs and regs.at(txn.table, txn.address + i)) else float(raw)
-                            for i, raw in enumerate(raws)
-                        )  # fmt: skip
-                        return Reply("ok", values=values)
-                    peer.write(txn.table, txn.address, list(txn.values))
-                    return Reply("ok", values=tuple(float(v) for v in txn.values))
+                    else:
+                        peer.write(txn.table, txn.address, list(txn.values))
+                        raws = tuple(v & 0xFFFF for v in txn.values)
+                regs = KINDS[dst.kind].registers if dst else None
+                values = tuple(
+                    to_value(reg, raw) if (reg := regs and regs.at(txn.table, txn.address + i)) else float(raw)
+                    for i, raw in enumerate(raws)
+                )  # fmt: skip
+                return Reply("ok", values=values)
             except ModbusExceptionError as exc:
                 return Reply("exception", str(exc), exception_code=exc.code)
             except BackendError as exc:
@@ -611,7 +609,7 @@ class EmulatedNetwork:
                 probe = _probe(txn.src_ip, txn.dst_ip, 22)
                 if not probe.ok:
                     return probe
-                with _held(self.lock):
+                with self.lock:
                     return self.faces.answer(txn)
         except BackendError as exc:
             return _failure(exc)
@@ -766,7 +764,7 @@ class EmulatedNetwork:
             "lag_p99_ms": round(float(np.percentile(lags, 99)) * 1e3, 2),
             "lag_max_ms": round(float(lags.max()) * 1e3, 2),
             "kernel_transactions": self.transactions,
-            "poller_reads": int(self.poll_rate()),
+            "poller_reads": self.poller_reads(),
             "packets_metered": self._pcap_meter.packets,
             "captures": [str(c.path) for c in self._captures],
         }
@@ -921,12 +919,6 @@ def _released(lock: threading.RLock) -> Iterator[None]:
         yield
     finally:
         lock.acquire()
-
-
-@contextlib.contextmanager
-def _held(lock: threading.RLock) -> Iterator[None]:
-    with lock:
-        yield
 
 
 __all__ = ["EmulatedNetwork", "RealTime"]
