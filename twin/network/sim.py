@@ -223,6 +223,15 @@ class SimNetwork:
             )  # fmt: skip
             return
         hs_fwd, hs_rev, hs_flags = (3, 2, "SAPF") if new_connection else (0, 0, "AP")
+        if isinstance(txn, ModbusIdentify) and new_connection:
+            # scanners (nmap's modbus-discover) first ask Report Server ID (17), on a
+            # connection of its own, then Read Device Identification (43/14)
+            product = len(" ".join(reply.text))
+            self.meter.record(
+                (txn.src_ip, txn.dst_ip, self.ephemeral_port(), txn.port, "tcp"), now, app,
+                packets=4, bytes=HEADER * 4 + 8, packets_rev=3, bytes_rev=HEADER * 3 + 11 + product,
+                tcp_flags=hs_flags, fc=17, unit=txn.unit, **common,
+            )  # fmt: skip
         if isinstance(txn, ModbusRead | ModbusWrite | ModbusIdentify):
             if isinstance(txn, ModbusIdentify):
                 req, resp = 11, 9 + sum(len(x) + 2 for x in reply.text)

@@ -673,9 +673,10 @@ class EmulatedNetwork:
     def _identify(self, txn: ModbusIdentify) -> Reply:
         """nmap's modbus-discover script, run in the source host, reads the identification."""
         host = self._host_by_ip[txn.src_ip]
-        argv = ["nmap", "-n", "-Pn", "-sT", "-p", "502", "--max-retries", "0", "-S", txn.src_ip, "-e", "eth0",
-                "--host-timeout", "20s", "--script", "modbus-discover",
-                "--script-args", "modbus-discover.aggressive=true", txn.dst_ip]  # fmt: skip
+        # not aggressive: the first unit id that answers, as the modelled step reads one
+        argv = ["nmap", "-n", "-Pn", "-sT", "-p", "502", "--max-retries", "0",
+                "-S", txn.src_ip, "-e", "eth0", "--host-timeout", "20s",
+                "--script", "modbus-discover", txn.dst_ip]  # fmt: skip
         _, out = run_in(self.deployment, host, argv, timeout=40.0)
         found = re.search(r"Device identification: ([^\r\n]+)", out)
         if found:
