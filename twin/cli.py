@@ -162,6 +162,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         directory = Path("runs") / f"{stamp}-{spec.name}-{spec.design}-s{spec.seed}"
+    if spec.backend == "mininet" and not args.quiet:
+        wall = spec.duration / spec.speed
+        err.print(
+            f"emulated run: {spec.duration / 3600:g} h simulated at speed {spec.speed:g} takes "
+            f"{wall / 60:.1f} min of wall time"
+            + (" (--speed 60 runs an hour a minute)" if spec.speed == 1 and wall > 600 else "")
+        )
     show = not args.quiet and sys.stderr.isatty()
     if show:
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
