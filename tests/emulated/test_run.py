@@ -1,10 +1,10 @@
 """A shipped scenario end to end on the emulated network, and runs that end badly.
 
-The flagship runs through `twin bench --backend mininet` (so Suricata joins the
-leaderboard) with one step added: the intruder identifies the AHU with nmap's
-modbus-discover from the camera it holds. On flat the chain succeeds for real (an nmap
-sweep, a Modbus write across the router); on zoned the router drops the sweep and the
-write is never attempted. Killed runs (SIGTERM, SIGKILL, a device face dying) leave
+The shipped flagship runs through `twin bench --backend mininet` (so Suricata joins the
+leaderboard). On flat the chain succeeds for real (a web login, an nmap sweep, a Modbus
+write across the router); on zoned the router drops the sweep and the write is never
+attempted. nmap's modbus-discover, run from the camera the intruder holds, names the
+AHU's configured vendor. Killed runs (SIGTERM, SIGKILL, a device face dying) leave
 nothing of theirs behind.
 """
 
@@ -31,10 +31,10 @@ from twin.engine import Engine
 from twin.fidelity import compare
 from twin.network.emulated import STATE_NAME, missing_requirements
 from twin.network.emulated.backend import TOOLS, EmulatedNetwork
-from twin.network.transactions import ModbusRead, Probe
+from twin.network.transactions import ModbusIdentify, ModbusRead, Probe
 from twin.responses import BlockConduit, Quarantine
 from twin.run import RunResult, execute
-from twin.scenario import load_scenario, read_yaml
+from twin.scenario import load_scenario
 from twin.telemetry import read_table
 
 FLAGSHIP = SCENARIOS / "flagship.yaml"
@@ -57,27 +57,12 @@ pytestmark = [
 ]
 
 
-def flagship_with_identify() -> dict[str, Any]:
-    """The flagship campaign plus nmap's modbus-discover of the AHU from the camera."""
-    raw = read_yaml(FLAGSHIP)
-    steps = raw["campaign"]["steps"]
-    steps.insert(2, {
-        "id": "identify", "technique": "modbus_identify", "after": "recon",
-        "from": "cam-lobby", "params": {"targets": ["ahu"]},
-    })  # fmt: skip
-    return raw["campaign"]
-
-
 @pytest.fixture(scope="module")
 def flat(tmp_path_factory: pytest.TempPathFactory) -> tuple[pd.DataFrame, Path]:
+    """The shipped flagship on flat, through the benchmark (Suricata on the leaderboard)."""
     out = tmp_path_factory.mktemp("bench-flat")
-    scenario = out / "flagship-identify.yaml"
-    raw = read_yaml(FLAGSHIP)
-    raw["campaign"] = flagship_with_identify()
-    raw["facility"] = str((FLAGSHIP.parent / raw["facility"]).resolve())
-    scenario.write_text(json.dumps(raw, default=str))
     board, _ = bench(
-        [scenario], ["conduit_policy", "allowlist", "suricata"], [7], out, DURATION,
+        [FLAGSHIP], ["conduit_policy", "allowlist", "suricata"], [7], out, DURATION,
         attack_free=False, backend="mininet", speed=SPEED,
     )  # fmt: skip
     return board, out / "runs" / "flagship-s7"
@@ -119,14 +104,13 @@ def alive(pid: int) -> bool:
 
 
 def test_flat_chain_succeeds_over_the_emulated_network(flat: tuple[pd.DataFrame, Path]) -> None:
-    """Login, nmap sweep, nmap identification and the setpoint write all succeed; the
-    AHU's setpoint in the plant is the attacker's; the server hall leaves its band."""
+    """Login, nmap sweep and the setpoint write all succeed; the AHU's setpoint in the
+    plant is the attacker's; the server hall leaves its band."""
     _, run = flat
     s = summary(run)
     assert s["status"] == "complete" and s["backend"] == "mininet"
     truth = read_table(run, "truth").set_index("step_id")
     assert truth["succeeded"].all(), truth[["succeeded", "blocked_by", "detail"]]
-    assert "Siemens PXC36-E.D 3.2.7" in truth.loc["identify", "detail"]  # from nmap's report
     process = read_table(run, "process")
     setpoint = process[process["signal"] == "ahu.ahu.supply_air_setpoint_c"]
     assert setpoint["value"].max() == pytest.approx(35.0)
@@ -323,3 +307,18 @@ def test_device_groups_sharing_hosts_still_answer_as_themselves(tmp_path: Path) 
             assert reply.ok and len(reply.values) == count, (name, reply)
         status = net.poll_status["bms-server"]
         assert status["reads"] > 100 and status["down"] == [], status
+
+
+def test_nmap_modbus_discover_from_the_foothold_names_the_vendor(tmp_path: Path) -> None:
+    """The identification step is nmap's modbus-discover, run inside the camera's host."""
+    spec = load_scenario(
+        FLAGSHIP, {"backend": "mininet", "speed": 600, "duration": "1h", "warmup": "10m"}
+    )
+    engine = Engine(spec, workdir=tmp_path / "run")
+    with engine.net:
+        engine.run_until(60)
+        cam, ahu = engine.device("cam-lobby"), engine.device("ahu")
+        reply = engine.net.exchange(ModbusIdentify(cam.ip, ahu.ip, cause="identify"))
+        assert reply.ok and reply.detail == "nmap modbus-discover", reply
+        assert reply.text == (f"{ahu.vendor} {ahu.model} {ahu.firmware}",)
+        assert reply.text == ("Siemens PXC36-E.D 3.2.7",)  # what harbour-dc configures

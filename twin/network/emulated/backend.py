@@ -254,11 +254,14 @@ class EmulatedNetwork:
         }
         served = {name for h in self.topology.hosts for name, _ in h.devices}
         self._mirrored = [d for d in self.facility.devices if d.name in served and 502 in d.ports]
+        self.deploy_s = self.teardown_s = 0.0
+        began = time.perf_counter()
         try:
             self._deploy()
         except BaseException:
             self.close()
             raise
+        self.deploy_s = time.perf_counter() - began
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -350,6 +353,7 @@ class EmulatedNetwork:
         if self.closed:
             return
         self.closed = True
+        began = time.perf_counter()
         for pool in self._workers.values():
             pool.shutdown(wait=False, cancel_futures=True)
         for peer in self._sessions.values():
@@ -367,6 +371,7 @@ class EmulatedNetwork:
                     proc.stdout.close()
             if self._linkdir is not None:
                 shutil.rmtree(self._linkdir, ignore_errors=True)
+            self.teardown_s = time.perf_counter() - began
 
     # -- the model's side: what the faces ask, and what they mirror ---------------------------
 
@@ -761,6 +766,8 @@ class EmulatedNetwork:
             "network": self.deployment.prefix,
             "speed": self.env.speed,
             "hosts": len(self.topology.hosts),
+            "deploy_s": round(self.deploy_s, 2),  # namespaces, router, faces, captures
+            "teardown_s": round(self.teardown_s, 2),
             "lag_p50_ms": round(float(np.percentile(lags, 50)) * 1e3, 2),
             "lag_p99_ms": round(float(np.percentile(lags, 99)) * 1e3, 2),
             "lag_max_ms": round(float(lags.max()) * 1e3, 2),
