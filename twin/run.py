@@ -7,6 +7,7 @@ import datetime as dt
 import platform
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from detectors import SiteView, build
+from detectors import Detector, SiteView, build
 from twin import __version__
 from twin.engine import Engine
 from twin.facility import Facility
@@ -79,6 +80,86 @@ class Playbooks:
         return []
 
 
+class Detection:
+    """The detector stage: fit once, observe each batch, finish at the end.
+
+    In the background (the emulated backend) it runs in a thread of its own, so a slow
+    detector never holds the real-time kernel back; alerts come back in batch order as
+    they are ready, so a playbook may act a batch later than it would in the foreground.
+    """
+
+    def __init__(
+        self, specs: list[DetectorSpec], detectors: list[Detector], *, background: bool
+    ) -> None:
+        self.specs = specs
+        self.detectors = detectors
+        self.flow_scores: list[pd.DataFrame] = []
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="detectors") if background else None
+        self._pending: list[Future[list[Alert]]] = []
+
+    def _later(self, fn: Callable[[], list[Alert]]) -> None:
+        if self._pool is not None:
+            self._pending.append(self._pool.submit(fn))
+            return
+        done: Future[list[Alert]] = Future()
+        done.set_result(fn())
+        self._pending.append(done)
+
+    def fit(self, baseline: TelemetryBatch, site: SiteView) -> None:
+        def fit_all() -> list[Alert]:
+            for d in self.detectors:
+                d.fit(baseline, site)
+            return []
+
+        self._later(fit_all)
+
+    def observe(self, batch: TelemetryBatch) -> None:
+        def observe_all() -> list[Alert]:
+            new = []
+            for spec, d in zip(self.specs, self.detectors, strict=True):
+                new += self._labelled(spec, d.observe(batch))
+                scored = getattr(d, "last_scores_", None)
+                if scored is not None and len(scored):
+                    self.flow_scores.append(_scores_frame(scored, spec.id))
+            return new
+
+        self._later(observe_all)
+
+    def finish(self) -> None:
+        self._later(
+            lambda: [
+                a
+                for spec, d in zip(self.specs, self.detectors, strict=True)
+                for a in self._labelled(spec, d.finish())
+            ]
+        )
+
+    @staticmethod
+    def _labelled(spec: DetectorSpec, alerts: list[Alert]) -> list[Alert]:
+        if not spec.label:
+            return alerts
+        return [dataclasses.replace(a, detector=spec.label) for a in alerts]
+
+    def ready(self, *, wait: bool = False) -> list[Alert]:
+        """Alerts of the work done so far, in order (all of it, waiting, with `wait`)."""
+        out: list[Alert] = []
+        while self._pending and (wait or self._pending[0].done()):
+            out += self._pending.pop(0).result()
+        return out
+
+    def close(self) -> list[Alert]:
+        """Stop; the alerts of work already done (a run that ends early keeps them)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        done, self._pending = self._pending, []
+        return [
+            a
+            for f in done
+            if f.done() and not f.cancelled() and f.exception() is None
+            for a in f.result()
+        ]
+
+
 def _scores_frame(scored: pd.Series, detector: str) -> pd.DataFrame:
     return pd.DataFrame(
         {
@@ -131,7 +212,9 @@ def execute(
     step = min(spec.batch_interval, spec.export_interval) if playbooks else spec.batch_interval
     writer = RunWriter(out)
     alerts: list[Alert] = []
-    flow_scores: list[pd.DataFrame] = []
+    # on the emulated network the detectors work beside the kernel, which keeps real time
+    detection = Detection(dspecs, detectors, background=spec.backend == "mininet")
+    flow_scores = detection.flow_scores
     status, error = "failed", None
     epoch = time.time()
     wall = time.perf_counter()
@@ -148,35 +231,22 @@ def execute(
                     progress(t, spec.duration)
             captures = getattr(engine.net, "captures", None)
             site = SiteView(facility, engine.net.policy, captures() if captures else None)
-            fitted = TelemetryBatch.concat(baseline)
+            detection.fit(TelemetryBatch.concat(baseline), site)
             del baseline
-            for d in detectors:
-                d.fit(fitted, site)
-            del fitted
             while t < spec.duration:
                 t = min(t + step, spec.duration)
                 batch = engine.run_until(t)
                 writer.write_batch(batch)
-                new = []
-                for spec_d, d in zip(dspecs, detectors, strict=True):
-                    said = d.observe(batch)
-                    if spec_d.label:
-                        said = [dataclasses.replace(a, detector=spec_d.label) for a in said]
-                    new.extend(said)
-                    scored = getattr(d, "last_scores_", None)
-                    if scored is not None and len(scored):
-                        flow_scores.append(_scores_frame(scored, spec_d.id))
+                detection.observe(batch)
+                new = detection.ready()
                 alerts.extend(new)
                 if playbooks:
                     playbooks.handle(new)
                 if progress:
                     progress(t, spec.duration)
             engine.net.stop_capture()  # captures complete on disk before detectors read them
-            for spec_d, d in zip(dspecs, detectors, strict=True):
-                said = d.finish()
-                if spec_d.label:
-                    said = [dataclasses.replace(a, detector=spec_d.label) for a in said]
-                alerts.extend(said)
+            detection.finish()
+            alerts.extend(detection.ready(wait=True))
         status = "complete"
     except KeyboardInterrupt:
         status, error = "interrupted", "interrupted by the user"
@@ -185,6 +255,7 @@ def execute(
         status, error = "failed", f"{type(exc).__name__}: {exc}"
         raise
     finally:
+        alerts.extend(detection.close())
         alerts.sort(key=lambda a: (a.t, a.detector, a.device))
         alerts_df = alerts_frame(alerts)
         truth = engine.truth()
