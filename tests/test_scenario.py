@@ -185,3 +185,11 @@ def test_cli_validate_exits_2_without_traceback(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "facility.devices[2].zone: unknown zone 'hvak'" in proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_a_detector_that_reads_captures_needs_the_emulated_network() -> None:
+    """suricata on the modelled network is refused when the scenario is read, saying how."""
+    with pytest.raises(ScenarioError, match=r"suricata reads packet captures.*--backend mininet"):
+        load_scenario(FLAGSHIP, {"detectors": ["suricata"]})
+    spec = load_scenario(FLAGSHIP, {"detectors": ["suricata"], "backend": "mininet"})
+    assert spec.backend == "mininet"
