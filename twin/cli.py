@@ -136,6 +136,13 @@ def print_outcome(summary: dict[str, Any], directory: Path) -> None:
             )
             + " (the same run without responses, same seed)"
         )
+    emulated = summary.get("emulated")
+    if emulated:
+        out.print(
+            f"emulated network: {emulated['hosts']} hosts at speed {emulated['speed']:g}, kernel "
+            f"lag p99 {emulated['lag_p99_ms']} ms, {emulated['poller_reads']} Modbus polls, "
+            f"{emulated['packets_metered']} packets metered from {directory / 'captures'}"
+        )
     out.print(f"results: {directory}  (report: {directory / 'report.html'})")
 
 
