@@ -86,41 +86,27 @@ def read_pcap(
     A record cut short at the end (a capture killed mid-write) or a corrupt record length
     ends the file; both are counted in `skipped`.
     """
-    skipped = Counter() if skipped is None else skipped
-    with open(path, "rb") as f:
-        head = f.read(24)
-        if head[:4] == PCAPNG_MAGIC:
+    tail = PcapTail(path, epoch, speed, skipped)
+    try:
+        if not tail.open():
             raise BackendError(
-                f"{path}: pcapng is not read; capture with tcpdump -w (classic pcap)"
+                f"{path}: not a pcap file (magic {tail.head[:4].hex() or 'missing'})"
             )
-        if len(head) < 24 or head[:4] not in MAGICS:
-            raise BackendError(f"{path}: not a pcap file (magic {head[:4].hex() or 'missing'})")
-        order, unit = MAGICS[head[:4]]
-        linktype = struct.unpack(order + "I", head[20:24])[0] & 0xFFFF
-        record = struct.Struct(order + "IIII")
-        buf, pos = b"", 0
-        while chunk := f.read(CHUNK):
-            buf, pos = buf[pos:] + chunk, 0
-            n = len(buf)
-            while pos + 16 <= n:
-                sec, sub, incl, orig = record.unpack_from(buf, pos)
-                if incl > MAX_RECORD:
-                    skipped["corrupt_record"] += 1
-                    return
-                end = pos + 16 + incl
-                if end > n:
-                    break
-                yield ((sec - epoch) + sub * unit) * speed, linktype, buf[pos + 16 : end], orig
-                pos = end
-        if pos < len(buf):
-            skipped["truncated_record"] += 1
+        while True:
+            yield from tail.records(CHUNK)
+            if not tail.got or tail.broken:
+                break
+        if tail.pending and not tail.broken:
+            tail.skipped["truncated_record"] += 1
+    finally:
+        tail.close()
 
 
 class PcapTail:
     """The packets appended to a classic pcap since the last `read`, as tcpdump -U writes it.
 
     A record not yet complete stays for the next call; times are simulated seconds as in
-    `read_pcap`. A file not yet created (or without its header yet) reads as empty.
+    `read_pcap`. A file not yet created (or without its whole header yet) reads as empty.
     """
 
     def __init__(
@@ -134,52 +120,76 @@ class PcapTail:
         self.epoch = epoch
         self.speed = speed
         self.skipped = Counter() if skipped is None else skipped
+        self.head = b""
+        self.broken = False  # a corrupt record length: nothing after it can be framed
+        self.got = 0  # bytes the last read took from the file
         self._file: BinaryIO | None = None
         self._buf = b""
         self._record = struct.Struct("<IIII")
         self._unit = 1e-6
         self._linktype = LINK_ETHERNET
-        self.broken = False
 
-    def _open(self) -> bool:
-        try:
-            f = open(self.path, "rb")  # noqa: SIM115 - held across calls, closed in close()
-        except FileNotFoundError:
-            return False
-        head = f.read(24)
+    @property
+    def pending(self) -> int:
+        """Bytes of a record not complete yet."""
+        return len(self._buf)
+
+    def open(self) -> bool:
+        """Read the file header: False while it is not all there; BackendError if the file
+        is not a classic pcap; FileNotFoundError if there is no file."""
+        if self._file is not None:
+            return True
+        f = open(self.path, "rb")  # noqa: SIM115 - held across reads, closed in close()
+        head = self.head = f.read(24)
+        if head[:4] == PCAPNG_MAGIC:
+            f.close()
+            raise BackendError(
+                f"{self.path}: pcapng is not read; capture with tcpdump -w (classic pcap)"
+            )
+        if len(head) >= 4 and head[:4] not in MAGICS:
+            f.close()
+            raise BackendError(f"{self.path}: not a pcap file (magic {head[:4].hex()})")
         if len(head) < 24:
             f.close()
             return False
-        if head[:4] not in MAGICS:
-            f.close()
-            raise BackendError(f"{self.path}: not a pcap file (magic {head[:4].hex()})")
         order, self._unit = MAGICS[head[:4]]
         self._linktype = struct.unpack(order + "I", head[20:24])[0] & 0xFFFF
         self._record = struct.Struct(order + "IIII")
         self._file = f
         return True
 
-    def read(self) -> list[Packet]:
-        if self.broken or (self._file is None and not self._open()):
-            return []
+    def read(self, limit: int = -1) -> list[Packet]:
+        """Complete records from what was appended (at most `limit` more bytes are read)."""
+        return list(self.records(limit))
+
+    def records(self, limit: int = -1) -> Iterator[Packet]:
+        """`read` as a generator (the whole-file reader's path); sets `got`, the bytes read."""
+        self.got = 0
+        try:
+            if self.broken or not self.open():
+                return
+        except FileNotFoundError:
+            return
         assert self._file is not None
-        buf = self._buf + self._file.read()
-        out: list[Packet] = []
+        chunk = self._file.read(limit)
+        self.got = len(chunk)
+        buf = self._buf + chunk
         pos, n, record = 0, len(buf), self._record
-        while pos + 16 <= n:
-            sec, sub, incl, orig = record.unpack_from(buf, pos)
-            if incl > MAX_RECORD:
-                self.skipped["corrupt_record"] += 1
-                self.broken = True
-                break
-            end = pos + 16 + incl
-            if end > n:
-                break
-            t = ((sec - self.epoch) + sub * self._unit) * self.speed
-            out.append((t, self._linktype, buf[pos + 16 : end], orig))
-            pos = end
-        self._buf = buf[pos:]
-        return out
+        epoch, unit, speed, linktype = self.epoch, self._unit, self.speed, self._linktype
+        try:
+            while pos + 16 <= n:
+                sec, sub, incl, orig = record.unpack_from(buf, pos)
+                if incl > MAX_RECORD:
+                    self.skipped["corrupt_record"] += 1
+                    self.broken = True
+                    break
+                end = pos + 16 + incl
+                if end > n:
+                    break
+                yield ((sec - epoch) + sub * unit) * speed, linktype, buf[pos + 16 : end], orig
+                pos = end
+        finally:
+            self._buf = buf[pos:]
 
     def close(self) -> None:
         if self._file is not None:
