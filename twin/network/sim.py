@@ -55,8 +55,7 @@ class SimNetwork:
         self.faces = faces
         self.meter = meter
         self.rng = rng
-        self._mask: np.ndarray | None = None
-        self._mask_version = -1
+        self.standing = StandingMasks(policy, faces, meter)
         self._port = 0
         self.closed = False
         # successful Modbus writes as they crossed the wire: what a sniffer could capture
@@ -88,7 +87,6 @@ class SimNetwork:
 
     def add_standing(self, flow: StandingFlow) -> None:
         self.meter.add_standing(flow)
-        self._mask_version = -1
 
     def poll(
         self, poller: Device, device: Device, every: float, blocks: list[tuple[str, int, int]]
@@ -270,26 +268,41 @@ class SimNetwork:
 
     # -- export -----------------------------------------------------------------------------
 
-    def standing_mask(self) -> np.ndarray:
-        if self._mask is None or self._mask_version != self.policy.version:
-            self._mask = np.array(
-                [self.reachable(f.src_ip, f.dst_ip, f.dport) for f in self.meter.standing],
+    def export(self, t_end: float) -> Chunk:
+        return self.meter.export(
+            t_end, self.standing.allowed(), self.standing.answered(self.env.now)
+        )
+
+
+class StandingMasks:
+    """Which standing flows cross the wire now: those the policy lets through (worked out
+    again only when the policy or the flows change) to a destination that answers (a
+    flood can overwhelm it). Both backends export their standing flows through it."""
+
+    def __init__(self, policy: Policy, faces: Faces, meter: FlowMeter) -> None:
+        self.policy = policy
+        self.faces = faces
+        self.meter = meter
+        self._allowed = np.zeros(0, dtype=bool)
+        self._key = (-1, -1)
+
+    def allowed(self) -> np.ndarray:
+        key = (self.policy.version, len(self.meter.standing))
+        if key != self._key:
+            verdict = self.policy.verdict
+            self._allowed = np.array(
+                [verdict(f.src_ip, f.dst_ip, f.dport).allowed for f in self.meter.standing],
                 dtype=bool,
             )
-            self._mask_version = self.policy.version
-        return self._mask
+            self._key = key
+        return self._allowed
 
-    def answered_mask(self) -> np.ndarray | None:
+    def answered(self, now: float) -> np.ndarray | None:
         """Standing flows whose destination answers (None: all do; floods make some not)."""
-        now = self.env.now
-        busy = {ip for ip, until in self._overloaded_ips() if until > now}
+        fac = self.policy.facility
+        busy = [
+            fac.by_name[n].ip for n, until in self.faces.overloaded_until.items() if until > now
+        ]
         if not busy:
             return None
-        return ~np.isin(np.array([f.dst_ip for f in self.meter.standing]), list(busy))
-
-    def _overloaded_ips(self) -> list[tuple[str, float]]:
-        fac = self.policy.facility
-        return [(fac.by_name[n].ip, u) for n, u in self.faces.overloaded_until.items()]
-
-    def export(self, t_end: float) -> Chunk:
-        return self.meter.export(t_end, self.standing_mask(), self.answered_mask())
+        return ~np.isin(np.array([f.dst_ip for f in self.meter.standing]), busy)

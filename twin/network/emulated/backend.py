@@ -65,6 +65,7 @@ from twin.network.emulated.topology import Topology
 from twin.network.flows import FLOW_COLUMNS, Chunk, FlowMeter, StandingFlow
 from twin.network.pcapflows import PcapMeter, PcapTail
 from twin.network.policy import Policy
+from twin.network.sim import StandingMasks
 from twin.network.transactions import (
     Flood,
     Login,
@@ -240,6 +241,7 @@ class EmulatedNetwork:
         self._captures: list[Capture] = []
         self._tails: list[PcapTail] = []
         self._pcap_meter = PcapMeter(meter.interval)
+        self.standing = StandingMasks(policy, faces, meter)  # the modelled streams
         self._sent: dict[str, tuple[Any, ...]] = {}
         self._applied_policy = policy.version
         self._linkdir: str | None = None
@@ -700,10 +702,9 @@ class EmulatedNetwork:
 
     def export(self, t_end: float) -> Chunk:
         """This interval's flows: the modelled streams, and what the captures saw."""
-        allowed = np.array(
-            [self.reachable(f.src_ip, f.dst_ip, f.dport) for f in self.meter.standing], dtype=bool
+        modelled = self.meter.export(
+            t_end, self.standing.allowed(), self.standing.answered(self.env.now)
         )
-        modelled = self.meter.export(t_end, allowed)
         real = self._captured(t_end)
         parts = [c for c in (modelled, real) if c]
         if not parts:
