@@ -171,15 +171,18 @@ class FaceLinks:
                     )
                 self.ready.wait(left)
 
-    def push(self, name: str, message: dict[str, Any]) -> None:
+    def push(self, name: str, message: dict[str, Any]) -> bool:
+        """Send without waiting; False if the face's socket is full or gone."""
         sock = self.conns.get(name)
-        if sock is not None:
-            self._send(sock, message)
+        return sock is not None and self._send(sock, message)
 
     @staticmethod
-    def _send(sock: socket.socket, message: dict[str, Any]) -> None:
-        with contextlib.suppress(BlockingIOError, OSError):  # a newer message supersedes it
+    def _send(sock: socket.socket, message: dict[str, Any]) -> bool:
+        try:
             sock.send(json.dumps(message, separators=(",", ":")).encode())
+        except OSError:  # BlockingIOError included: the caller sends again later
+            return False
+        return True
 
     def close(self) -> None:
         self._stop = True
@@ -243,6 +246,7 @@ class EmulatedNetwork:
         self._pcap_meter = PcapMeter(meter.interval)
         self.standing = StandingMasks(policy, faces, meter)  # the modelled streams
         self._sent: dict[str, tuple[Any, ...]] = {}
+        self._words: dict[str, list[int]] = {}  # what each face mirrors now
         self._applied_policy = policy.version
         self._linkdir: str | None = None
         self.links: FaceLinks | None = None
@@ -422,15 +426,19 @@ class EmulatedNetwork:
             for reg in KINDS[d.kind].registers:
                 value = read(reg.state, d.index)
                 words.append(to_raw(reg, value) if np.isfinite(value) else 0)
-            links.push(d.name, {"regs": words})
+            # most words of most devices hold still; an unsent refresh is sent again
+            if self._words.get(d.name) != words and links.push(d.name, {"regs": words}):
+                self._words[d.name] = words
             version, _ = self.faces.firmware[d.name]
-            if self._sent.get(d.name) != (version,):
+            if self._sent.get(d.name) != (version,) and links.push(
+                d.name, {"identity": [d.vendor, d.model, version]}
+            ):
                 self._sent[d.name] = (version,)
-                links.push(d.name, {"identity": [d.vendor, d.model, version]})
         for name, until in self.faces.overloaded_until.items():
-            if self._sent.get(f"mute:{name}") != (until,):
+            if self._sent.get(f"mute:{name}") != (until,) and links.push(
+                name, {"mute": self.env.wall(until)}
+            ):
                 self._sent[f"mute:{name}"] = (until,)
-                links.push(name, {"mute": self.env.wall(until)})
         self.apply_policy()
 
     def stop_capture(self) -> None:
