@@ -1,0 +1,40 @@
+"""`twin reap`: remove exactly what emulated runs killed outright left behind."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from twin.commands.common import out
+
+ORDER = 80
+
+
+def cmd_reap(args: argparse.Namespace) -> int:
+    from twin.network.emulated import STATE_NAME, reap, stale_states
+
+    where = Path(args.dir)
+    states = [where / STATE_NAME] if (where / STATE_NAME).exists() else stale_states(where)
+    if not states:
+        out.print(f"nothing to reap under {where}: no emulated run there was killed outright")
+        return 0
+    for state in states:
+        done = reap(state)
+        out.print(
+            f"reaped {state.parent}: {done.processes} processes, {done.namespaces} namespaces"
+        )
+    return 0
+
+
+def register(sub: Any) -> None:
+    rp = sub.add_parser(
+        "reap",
+        help="remove what emulated runs killed outright (SIGKILL) left behind",
+        description="Every emulated run records the namespaces and processes it makes in its "
+        "directory (emulated-state.json) and removes them when it ends, even on Ctrl-C or an "
+        "error. A run killed outright cannot: this removes exactly what its record lists. "
+        "DIR is one run directory or a directory of runs (default: runs). Needs root.",
+    )
+    rp.add_argument("dir", nargs="?", default="runs", metavar="DIR")
+    rp.set_defaults(func=cmd_reap)

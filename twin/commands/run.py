@@ -1,0 +1,203 @@
+"""`twin run`: run one scenario, score it, print what happened."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from twin.commands.common import err, execute_run, fmt, out, resolve_scenario
+
+ORDER = 10
+
+
+def score_table(summary: dict[str, Any]) -> Table:
+    table = Table(
+        title=f"scores: {summary['scenario']} on {summary['design']} (seed {summary['seed']})"
+    )
+    for col in (
+        "detector",
+        "recall",
+        "precision",
+        "F1",
+        "TTD median s",
+        "TTD p95 s",
+        "false alarms/day",
+        "alerts",
+        "flow PR-AUC",
+    ):
+        table.add_column(col, justify="left" if col == "detector" else "right")
+    for s in summary["scores"]:
+        table.add_row(
+            s["detector"], fmt(s["recall"]), fmt(s["precision"]), fmt(s["f1"]),
+            fmt(s["ttd_median"], 0), fmt(s["ttd_p95"], 0), fmt(s["false_alarms_per_day"], 1),
+            str(s["alerts"]), fmt(s.get("flow_pr_auc")),
+        )  # fmt: skip
+    return table
+
+
+def print_outcome(summary: dict[str, Any], directory: Path) -> None:
+    imp = summary["impact"]
+    steps = Table(title="attack steps (truth)")
+    for col in ("step", "technique", "target", "outcome"):
+        steps.add_column(col)
+    from twin.telemetry import read_table
+
+    truth = read_table(directory, "truth")
+    for r in truth.itertuples():
+        outcome = (
+            "succeeded"
+            if r.succeeded
+            else (f"blocked: {r.blocked_by}" if r.blocked_by else "failed")
+        )
+        steps.add_row(str(r.step_id), str(r.technique), str(r.target), outcome)
+    for s in imp["steps_not_attempted"]:
+        steps.add_row(s["step_id"], s["technique"], "-", f"not attempted: {s['reason']}")
+    out.print(steps)
+    out.print(score_table(summary))
+    tti = imp["time_to_physical_impact_s"]
+    out.print(
+        f"impact: {imp['steps_succeeded']}/{imp['steps_attempted']} steps succeeded, "
+        f"{imp.get('steps_blocked_by_design', 0)} blocked by the design"
+        + (
+            f", {imp['steps_blocked_by_response']} by responses"
+            if imp.get("steps_blocked_by_response")
+            else ""
+        )
+        + f", blast radius {imp['blast_radius']} "
+        f"({', '.join(imp['compromised']) or 'none'}); "
+        f"{imp['degree_hours_outside_band']:.2f} degree-hours outside comfort/safety bands"
+        + (
+            f", {imp['unsafe_tank_minutes']:g} unsafe tank-minutes"
+            if imp.get("unsafe_tank_minutes")
+            else ""
+        )
+        + (
+            f", {imp['doors_opened_without_badge']} doors opened without a badge"
+            if imp.get("doors_opened_without_badge")
+            else ""
+        )
+        + (
+            f", first physical impact {tti / 60:.1f} min after the attack began"
+            if tti is not None
+            else ""
+        )
+    )
+    if imp.get("time_to_containment_s") is not None:
+        out.print(
+            f"responses: contained {imp['time_to_containment_s'] / 60:.1f} min after the first step"
+        )
+    if imp.get("harm_avoided"):
+        without = imp["harm_without_responses"]
+        out.print(
+            "responses avoided "
+            + "; ".join(
+                f"{v:g} of {without[k]:g} {k.replace('_', ' ')}"
+                for k, v in imp["harm_avoided"].items()
+                if without[k]
+            )
+            + " (the same run without responses, same seed)"
+        )
+    emulated = summary.get("emulated")
+    if emulated:
+        out.print(
+            f"emulated network: {emulated['hosts']} hosts at speed {emulated['speed']:g}, kernel "
+            f"lag p99 {emulated['lag_p99_ms']} ms, {emulated['poller_reads']} Modbus polls, "
+            f"{emulated['packets_metered']} packets metered from {directory / 'captures'}"
+        )
+    out.print(f"results: {directory}  (report: {directory / 'report.html'})")
+
+
+# -- commands ------------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from twin.run import execute
+    from twin.scenario import load_scenario
+
+    path = resolve_scenario(args.scenario)
+    overrides = {
+        "design": args.design,
+        "duration": args.duration,
+        "seed": args.seed,
+        "backend": args.backend,
+        "speed": args.speed,
+        "hosts": args.hosts,
+        "warmup": args.warmup,
+    }
+    spec = load_scenario(path, {k: v for k, v in overrides.items() if v is not None})
+    if args.out:
+        directory = Path(args.out)
+    else:
+        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        directory = Path("runs") / f"{stamp}-{spec.name}-{spec.design}-s{spec.seed}"
+    if spec.backend == "mininet" and not args.quiet:
+        wall = spec.duration / spec.speed
+        err.print(
+            f"emulated run: {spec.duration / 3600:g} h simulated at speed {spec.speed:g} takes "
+            f"{wall / 60:.1f} min of wall time"
+            + (" (--speed 60 runs an hour a minute)" if spec.speed == 1 and wall > 600 else "")
+        )
+    show = not args.quiet and sys.stderr.isatty()
+    if show:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[sim]}"),
+            TimeElapsedColumn(),
+            console=err,
+        )
+        with bar:
+            task = bar.add_task(f"{spec.name} [{spec.design}]", total=spec.duration, sim="")
+
+            def progress(t: float, total: float) -> None:
+                bar.update(task, completed=t, sim=f"{t / 3600:.1f}/{total / 3600:.1f} h simulated")
+
+            result = execute_run(execute, spec, directory, progress, path)
+    else:
+        result = execute_run(execute, spec, directory, None, path)
+    if not args.quiet:
+        print_outcome(result.summary, directory)
+    return 0
+
+
+def register(sub: Any) -> None:
+    r = sub.add_parser(
+        "run",
+        help="run a scenario and score it",
+        description="Run a scenario: simulate, attack, detect, score; write runs/<id>/.",
+    )
+    r.add_argument(
+        "scenario",
+        help="scenario file, or the name of a shipped scenario (see: twin list scenarios)",
+    )
+    r.add_argument("--design", help="segmentation design to use (overrides the scenario)")
+    r.add_argument("--duration", help="simulated duration, e.g. 6h, 90m (overrides the scenario)")
+    r.add_argument("--seed", type=int, help="random seed (overrides the scenario)")
+    r.add_argument(
+        "--backend", choices=["sim", "mininet"], help="network backend (overrides the scenario)"
+    )
+    r.add_argument("--warmup", help="attack-free learning time, e.g. 3h (overrides the scenario)")
+    r.add_argument(
+        "--speed",
+        type=float,
+        help="mininet backend: simulated seconds per wall-clock second, e.g. 60 (default 1)",
+    )
+    r.add_argument(
+        "--hosts",
+        choices=["device", "group"],
+        help="mininet backend: a host per device (default), or one per device group",
+    )
+    r.add_argument(
+        "--out",
+        metavar="DIR",
+        help="results directory (default runs/<time>-<name>-<design>-s<seed>)",
+    )
+    r.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    r.set_defaults(func=cmd_run)
