@@ -20,7 +20,11 @@ class Problem:
         return f"{self.path}: {self.message}" if self.path else self.message
 
 
-class ScenarioError(TwinError):
+class InputError(TwinError):
+    """Bad input other than a scenario's content: a path, a data file, a flag (exit status 2)."""
+
+
+class ScenarioError(InputError):
     """A scenario (or facility) is invalid; raised before anything runs, listing every problem."""
 
     def __init__(self, problems: list[Problem], source: str = "") -> None:
