@@ -108,6 +108,9 @@ class DeviceSpec(Model):
     services: list[str] | None = Field(default=None, description="default: the kind's services")
     owner: str = "facilities"
     support_end: dt.date | None = None
+    update_verification: Literal["signed", "unsigned"] = Field(
+        default="signed", description="unsigned: installs firmware without verifying a signature"
+    )
     params: dict[str, Any] = Field(default_factory=dict)
 
 
