@@ -139,7 +139,7 @@ def read_text(path: Path, what: str = "file") -> str:
     try:
         info = os.stat(path)
     except FileNotFoundError:
-        raise refuse(f"no such {what}: {path}") from None
+        raise refuse(f"no such file: {path}") from None
     except ValueError:  # an embedded NUL byte
         raise refuse(f"not a valid path: {source!r}") from None
     except OSError as exc:
@@ -193,7 +193,7 @@ def parse_yaml(text: str, source: str = "") -> Any:
         return loader.construct_document(root)
     except yaml.MarkedYAMLError as exc:
         raise ScenarioError(
-            [Problem(_where(exc.problem_mark), f"YAML: {exc.problem or exc}")], source
+            [Problem(_where(exc.problem_mark), f"YAML syntax error: {exc.problem or exc}")], source
         ) from None
     except _Refused as exc:
         raise ScenarioError([Problem(_where(exc.problem_mark), exc.problem)], source) from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import platform
@@ -20,6 +21,7 @@ from twin import __version__
 from twin.engine import Engine
 from twin.facility import Facility
 from twin.responses import ACTIONS, Action, BlockConduit
+from twin.rundir import claim, finishing
 from twin.scenario import facility_of
 from twin.schema import SEVERITIES, DetectorSpec, PlaybookSpec, ScenarioSpec
 from twin.scoring import DetectorScore, impact, score_run
@@ -201,8 +203,26 @@ def execute(
     progress: Progress | None = None,
     source: str = "",
     counterfactual: bool = True,
+    force: bool = False,
 ) -> RunResult:
-    """Run a checked scenario into `out`. Whatever happens, what was computed is kept on disk."""
+    """Run a checked scenario into `out`. Whatever happens, what was computed is kept on disk.
+
+    `out` is claimed for the run (twin.rundir): new or empty, or a previous twin run replaced
+    only with `force`; locked until the run ends; a signal while the results are being
+    written cannot break them.
+    """
+    with claim(out, force=force), contextlib.ExitStack() as shield:
+        return _run(spec, out, progress, source, counterfactual, shield)
+
+
+def _run(
+    spec: ScenarioSpec,
+    out: Path,
+    progress: Progress | None,
+    source: str,
+    counterfactual: bool,
+    shield: contextlib.ExitStack,
+) -> RunResult:
     facility = Facility.build(facility_of(spec))
     dspecs = detector_specs(spec)
     detectors = [build(d.name, d.params) for d in dspecs]
@@ -255,6 +275,7 @@ def execute(
         status, error = "failed", f"{type(exc).__name__}: {exc}"
         raise
     finally:
+        shield.enter_context(finishing())  # a second signal only hurries, never breaks
         alerts.extend(detection.close())
         alerts.sort(key=lambda a: (a.t, a.detector, a.device))
         alerts_df = alerts_frame(alerts)

@@ -8,7 +8,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from twin import schema
@@ -71,25 +70,11 @@ def pydantic_problems(exc: ValidationError, prefix: str = "") -> list[Problem]:
     return problems
 
 
-def read_yaml(path: Path) -> Any:
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ScenarioError([Problem("", f"no such file: {path}")], str(path)) from None
-    except OSError as exc:
-        raise ScenarioError(
-            [Problem("", f"cannot read {path}: {exc.strerror}")], str(path)
-        ) from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
-        raise ScenarioError(
-            [Problem(where, f"YAML syntax error: {exc.problem or exc}")], str(path)
-        ) from None
-    except yaml.YAMLError as exc:
-        raise ScenarioError([Problem("", f"YAML syntax error: {exc}")], str(path)) from None
+def read_yaml(path: Path, what: str = "scenario file") -> Any:
+    """A YAML file's data through the one bounded loader (twin.loader); ScenarioError if not."""
+    from twin.loader import load_yaml
+
+    return load_yaml(path, what)
 
 
 # --- facility -------------------------------------------------------------------------------
@@ -275,7 +260,7 @@ def parse_facility(raw: Any, prefix: str = "") -> tuple[FacilitySpec | None, lis
 
 def load_facility(path: str | Path) -> FacilitySpec:
     path = Path(path)
-    spec, problems = parse_facility(read_yaml(path))
+    spec, problems = parse_facility(read_yaml(path, "facility file"))
     if problems or spec is None:
         raise ScenarioError(problems, str(path))
     return spec
@@ -471,7 +456,7 @@ def parse_scenario(
     if isinstance(facility_raw, str):
         fpath = (base / facility_raw).resolve()
         try:
-            loaded = read_yaml(fpath)
+            loaded = read_yaml(fpath, "facility file")
         except ScenarioError as exc:
             problems.extend(
                 Problem(join(f"facility({facility_raw})", p.path), p.message) for p in exc.problems

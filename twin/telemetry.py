@@ -172,13 +172,9 @@ class RunWriter:
 
     def __init__(self, directory: Path) -> None:
         self.dir = directory
+        # never deletes anything: the directory is prepared (new, or a previous run emptied
+        # with --force) by twin.rundir.claim, so nothing stale can sit beside these tables
         self.dir.mkdir(parents=True, exist_ok=True)
-        for stale in [
-            *self.dir.glob("*.parquet"),
-            *self.dir.glob("*.part"),
-            self.dir / "summary.json",
-        ]:
-            stale.unlink(missing_ok=True)
         self._writers: dict[str, pq.ParquetWriter] = {}
         self._pending: dict[str, list[pa.Table]] = {}
         self._pending_rows: dict[str, int] = {}

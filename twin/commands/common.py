@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,8 @@ SCENARIOS = ROOT / "scenarios"
 
 # wide enough for the score table when the output is a file or a CI log
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 132)
-err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 132)
+# problems are one line each, whatever the width: a log or a pipe gets them unwrapped
+err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 100_000)
 
 
 def shipped_scenarios() -> dict[str, Path]:
@@ -45,17 +45,35 @@ def names(text: str | None) -> list[str]:
     return [x for x in (text or "").replace(",", " ").split() if x]
 
 
-def _interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
+def execute_run(
+    execute: Any, spec: Any, directory: Path, progress: Any, path: Path, force: bool = False
+) -> Any:
+    """One run through `execute`; Ctrl-C or SIGTERM finish it in order, exit status 130.
 
+    The first signal interrupts the run, which then writes what it computed; signals after
+    it only hurry the user, never break that writing (twin.rundir.interruptible).
+    """
+    from twin.rundir import interruptible
 
-def execute_run(execute: Any, spec: Any, directory: Path, progress: Any, path: Path) -> Any:
-    # SIGTERM ends a run as Ctrl-C does: results kept, emulated network torn down
-    signal.signal(signal.SIGTERM, _interrupt)
     try:
-        return execute(spec, directory, progress, str(path))
+        with interruptible():
+            return execute(spec, directory, progress, str(path), force=force)
     except KeyboardInterrupt:
-        err.print(
-            f"interrupted: partial results kept in {directory} (summary.json says status 'interrupted')"
-        )
+        err.print(f"interrupted: {interrupted_outcome(directory)}", markup=False)
         raise SystemExit(130) from None
+
+
+def interrupted_outcome(directory: Path) -> str:
+    """What an interrupted run left in `directory`, said as it is."""
+    import json
+
+    try:
+        summary = json.loads((directory / "summary.json").read_text(encoding="utf-8"))
+        status = summary["status"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"the run had not started writing results; nothing was kept in {directory}"
+    return (
+        f"partial results kept in {directory} "
+        f"(summary.json says status {status!r}, {summary.get('simulated_s', 0) / 3600:.2f} h "
+        "simulated)"
+    )

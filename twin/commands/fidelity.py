@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from twin.commands.common import err, execute_run, out, resolve_scenario
+from twin.errors import InputError, TwinError
+from twin.rundir import fresh_path
 
 ORDER = 70
 
@@ -24,7 +26,7 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
         return 2
     if args.compare:
         modelled, emulated = (Path(d) for d in args.compare)
-        target = Path(args.out) if args.out else Path("runs") / f"fidelity-{stamp}"
+        target = Path(args.out) if args.out else fresh_path(Path("runs"), "fidelity", stamp)
     else:
         from twin.scenario import load_scenario
 
@@ -47,16 +49,25 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
         target = (
             Path(args.out)
             if args.out
-            else Path("runs") / f"fidelity-{stamp}-{spec.name}-{spec.design}-s{spec.seed}"
+            else fresh_path(
+                Path("runs"), "fidelity", stamp, spec.name, spec.design, f"s{spec.seed}"
+            )
         )
         # no counterfactual run: it would emulate the whole scenario a second time
         run = partial(execute, counterfactual=False)
         for side, side_spec in specs.items():
             if not args.quiet:
                 err.print(f"{side} run ({side_spec.backend}) into {target / side}")
-            execute_run(run, side_spec, target / side, None, path)
+            execute_run(run, side_spec, target / side, None, path, args.force)
         modelled, emulated = target / "modelled", target / "emulated"
-    fidelity = compare(modelled, emulated)
+    try:
+        fidelity = compare(modelled, emulated)
+    except InputError:
+        raise
+    except TwinError as exc:
+        if args.compare:  # the directories were given: what is wrong with them is bad input
+            raise InputError(str(exc)) from None
+        raise
     fidelity.write(target)
     if not args.quiet:
         out.print(fidelity.text(), markup=False, soft_wrap=True)
@@ -102,6 +113,11 @@ def register(sub: Any) -> None:
         metavar="DIR",
         help="results directory; the runs go to DIR/modelled and DIR/emulated "
         "(default runs/fidelity-<time>[-<name>-<design>-s<seed>])",
+    )
+    fd.add_argument(
+        "--force",
+        action="store_true",
+        help="replace previous twin runs in DIR/modelled and DIR/emulated",
     )
     fd.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     fd.set_defaults(func=cmd_fidelity)

@@ -11,6 +11,7 @@ from typing import Any
 from rich.table import Table
 
 from twin.commands.common import err, execute_run, fmt, out, resolve_scenario
+from twin.rundir import fresh_path
 
 ORDER = 10
 
@@ -132,9 +133,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     spec = load_scenario(path, {k: v for k, v in overrides.items() if v is not None})
     if args.out:
         directory = Path(args.out)
-    else:
+    else:  # names are pattern-checked, and a run started in the same second gets its own
         stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-        directory = Path("runs") / f"{stamp}-{spec.name}-{spec.design}-s{spec.seed}"
+        directory = fresh_path(Path("runs"), stamp, spec.name, spec.design, f"s{spec.seed}")
     if spec.backend == "mininet" and not args.quiet:
         wall = spec.duration / spec.speed
         err.print(
@@ -159,9 +160,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             def progress(t: float, total: float) -> None:
                 bar.update(task, completed=t, sim=f"{t / 3600:.1f}/{total / 3600:.1f} h simulated")
 
-            result = execute_run(execute, spec, directory, progress, path)
+            result = execute_run(execute, spec, directory, progress, path, args.force)
     else:
-        result = execute_run(execute, spec, directory, None, path)
+        result = execute_run(execute, spec, directory, None, path, args.force)
     if not args.quiet:
         print_outcome(result.summary, directory)
     return 0
@@ -171,7 +172,9 @@ def register(sub: Any) -> None:
     r = sub.add_parser(
         "run",
         help="run a scenario and score it",
-        description="Run a scenario: simulate, attack, detect, score; write runs/<id>/.",
+        description="Run a scenario: simulate, attack, detect, score; write runs/<id>/. The "
+        "results directory is locked while the run writes; Ctrl-C or SIGTERM finish the run in "
+        "order, keeping what it computed (exit status 130).",
     )
     r.add_argument(
         "scenario",
@@ -197,7 +200,12 @@ def register(sub: Any) -> None:
     r.add_argument(
         "--out",
         metavar="DIR",
-        help="results directory (default runs/<time>-<name>-<design>-s<seed>)",
+        help="results directory: new or empty (default runs/<time>-<name>-<design>-s<seed>)",
+    )
+    r.add_argument(
+        "--force",
+        action="store_true",
+        help="replace the previous twin run in --out (never anything that is not a twin run)",
     )
     r.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     r.set_defaults(func=cmd_run)
