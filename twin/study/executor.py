@@ -1,0 +1,211 @@
+"""Where many runs execute: in this process, on an embedded Dask LocalCluster, or on a cluster.
+
+One pool for the code base (`twin study` and `twin bench` both come here). Each task is a
+pure function of its parameters, keyed by their hash; its record is written atomically
+under that key, so a study stopped any way at all resumes where it stopped and redoes no
+finished run. A failed task is tried once more, then recorded with its error, and the rest
+go on. `--serial` calls the same function in this process, for debugging.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from twin.errors import InputError
+from twin.telemetry import write_json_atomic
+
+# fn(params, shared, workdir) -> a JSON-able record of the run
+Task = Callable[[dict[str, Any], Any, Path], dict[str, Any]]
+Progress = Callable[[int, int, int], None]  # done, failed, total
+ATTEMPTS = 2  # a failed run is tried once more
+
+
+class ResultStore:
+    """Run records by key (`results/<key>.json`), and a log of every attempt started."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.results = root / "results"
+        self.results.mkdir(parents=True, exist_ok=True)
+
+    def path(self, key: str) -> Path:
+        return self.results / f"{key}.json"
+
+    def finished(self, key: str) -> bool:
+        """A run is finished when its record says so (a failed one is tried again)."""
+        try:
+            return bool(json.loads(self.path(key).read_text())["status"] == "ok")
+        except (OSError, ValueError, KeyError):
+            return False
+
+    def load(self, key: str) -> dict[str, Any]:
+        record: dict[str, Any] = json.loads(self.path(key).read_text())
+        return record
+
+    def save(self, key: str, record: dict[str, Any]) -> None:
+        write_json_atomic(self.path(key), record)
+
+    def attempts(self) -> list[str]:
+        """Keys of every attempt ever started, in order (how often each run was executed)."""
+        log = self.root / "attempts.log"
+        return log.read_text().split() if log.exists() else []
+
+
+def attempt(fn: Task, key: str, params: dict[str, Any], shared: Any, root: str) -> dict[str, Any]:
+    """One attempt of one run, where it executes (this process or a Dask worker)."""
+    base = Path(root)
+    # one short append per attempt: O_APPEND keeps lines whole across processes
+    fd = os.open(base / "attempts.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, f"{key}\n".encode())
+    finally:
+        os.close(fd)
+    wall = time.perf_counter()
+    record = fn(params, shared, base / "runs" / key)
+    return {
+        "key": key,
+        "params": params,
+        "status": "ok",
+        "error": None,
+        **record,
+        "wall_time_s": round(time.perf_counter() - wall, 3),
+    }
+
+
+def _failed(key: str, params: dict[str, Any], error: BaseException) -> dict[str, Any]:
+    last = traceback.format_exception_only(type(error), error)[-1].strip()
+    return {"key": key, "params": params, "status": "failed", "error": last}
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """Which executor: serial, an embedded LocalCluster of `workers`, or a scheduler."""
+
+    serial: bool = False
+    workers: int | None = None
+    scheduler: str | None = None  # an address (tcp://host:port) or a scheduler file
+
+    def describe(self) -> str:
+        if self.serial:
+            return "serially in this process"
+        if self.scheduler:
+            return f"on the Dask cluster at {self.scheduler}"
+        return f"on a local Dask cluster of {self.workers or _default_workers()} worker processes"
+
+
+def _default_workers() -> int:
+    return max(1, min(os.cpu_count() or 1, 2))
+
+
+@contextlib.contextmanager
+def client_for(cluster: Cluster) -> Iterator[Any]:
+    """A Dask client for the cluster (None when serial); the embedded one stops with it."""
+    if cluster.serial:
+        yield None
+        return
+    from distributed import Client, LocalCluster
+
+    if cluster.scheduler:
+        target = cluster.scheduler
+        is_file = not target.startswith(("tcp://", "tls://", "inproc://", "ws://")) and (
+            Path(target).exists() or target.endswith(".json")
+        )
+        try:
+            client = (
+                Client(scheduler_file=target, timeout="20s")
+                if is_file
+                else Client(target, timeout="20s")
+            )
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise InputError(f"cannot reach the Dask scheduler at {target}: {exc}") from None
+        try:
+            yield client
+        finally:
+            client.close()
+        return
+    local = LocalCluster(
+        n_workers=cluster.workers or _default_workers(),
+        threads_per_worker=1,  # one run is one process: the simulation is single-threaded
+        processes=True,
+        dashboard_address=None,
+        silence_logs=logging.ERROR,
+    )
+    try:
+        client = Client(local)
+        try:
+            yield client
+        finally:
+            client.close()
+    finally:
+        local.close()
+
+
+def run_all(
+    fn: Task,
+    runs: dict[str, dict[str, Any]],
+    shared: Any,
+    store: ResultStore,
+    cluster: Cluster,
+    progress: Progress | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Every run's record by key: finished ones from the store, the rest executed now."""
+    todo = {k: p for k, p in runs.items() if not store.finished(k)}
+    records = {k: store.load(k) for k in runs if k not in todo}
+    total, failed = len(runs), 0
+
+    def done(key: str, record: dict[str, Any]) -> None:
+        nonlocal failed
+        store.save(key, record)
+        records[key] = record
+        failed += record["status"] != "ok"
+        if progress:
+            progress(len(records), failed, total)
+
+    if progress:
+        progress(len(records), failed, total)
+    root = str(store.root)
+    if cluster.serial:
+        for key, params in todo.items():
+            for n in range(ATTEMPTS):
+                try:
+                    record = attempt(fn, key, params, shared, root)
+                    break
+                except Exception as exc:
+                    record = _failed(key, params, exc)
+                    if n + 1 < ATTEMPTS:
+                        continue
+            done(key, record)
+        return records
+    from distributed import as_completed
+
+    with client_for(cluster) as client:
+        handle = client.scatter(shared, broadcast=True) if shared is not None else None
+        pending: dict[Any, tuple[str, int]] = {}
+
+        def submit(key: str, n: int) -> Any:
+            future = client.submit(
+                attempt, fn, key, todo[key], handle, root, key=f"twin-run-{key}-{n}", pure=False
+            )
+            pending[future] = (key, n)
+            return future
+
+        queue = as_completed([submit(k, 0) for k in todo])
+        for future in queue:
+            key, n = pending.pop(future)
+            if future.status == "finished":
+                done(key, future.result())
+            elif n + 1 < ATTEMPTS:
+                queue.add(submit(key, n + 1))
+            else:
+                done(key, _failed(key, todo[key], future.exception()))
+            future.release()  # the record is on disk; the cluster can forget it
+    return records
