@@ -11,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 
+from dashboard.figures import site_of
 from detectors import SiteView, build
 from twin.campaign import Campaign
 from twin.devices import KINDS
@@ -176,6 +177,7 @@ class Exercise:
             if n.endswith((".temp_c", ".level_m", ".open", ".alarm"))
             and not n.startswith("outdoor.")
         ]
+        self.site = site_of(self.facility, self.engine.net.policy)
         dspecs = detector_specs(self.spec)
         self.detection = Detection(
             dspecs, [build(d.name, d.params) for d in dspecs], background=False
@@ -434,7 +436,9 @@ class Exercise:
         p = p[p["signal"].isin(self.charted)]
         out = []
         for t, g in p.groupby("t", sort=True):
-            out.append(Sample(float(t), dict(zip(g["signal"], g["value"].astype(float)))))
+            out.append(
+                Sample(float(t), dict(zip(g["signal"], g["value"].astype(float), strict=True)))
+            )
         return out
 
     def _record(self, t: float, alerts: list[Alert], samples: list[Sample]) -> None:

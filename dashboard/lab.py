@@ -1,0 +1,109 @@
+"""The detector lab's background benchmark, and reading a study's results for the what-if page."""
+
+from __future__ import annotations
+
+import inspect
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+MAX_SEEDS = 5
+
+
+@dataclass
+class BenchJob:
+    """One `twin.bench.bench` call in a thread, with its progress and its tables."""
+
+    scenarios: list[Path]
+    detectors: list[str]
+    seeds: list[int]
+    out: Path
+    duration: str | None = None
+    state: str = "queued"  # queued | running | done | failed
+    done: int = 0
+    total: int = 0
+    current: str = ""
+    error: str = ""
+    board: pd.DataFrame | None = None
+    per_run: pd.DataFrame | None = None
+    started: float = field(default_factory=time.time)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self.state = "running"
+        self._thread = threading.Thread(target=self._run, name="detector-lab", daemon=True)
+        self._thread.start()
+
+    def _progress(self, *args: Any) -> None:
+        # bench reports (done, total, label); tolerate other shapes as it evolves
+        nums = [a for a in args if isinstance(a, int | float)]
+        if len(nums) >= 2:
+            self.done, self.total = int(nums[0]), int(nums[1])
+        labels = [a for a in args if isinstance(a, str)]
+        if labels:
+            self.current = labels[0]
+
+    def _run(self) -> None:
+        from twin import bench
+
+        try:
+            result = call_bench(bench.bench, self)
+            board, per_run = _tables(result, self.out)
+            self.board, self.per_run = board, per_run
+            self.state = "done"
+        except Exception as exc:  # a failed benchmark is shown on the page, the server goes on
+            self.state, self.error = "failed", f"{type(exc).__name__}: {exc}"
+
+
+def call_bench(fn: Any, job: BenchJob) -> Any:
+    """Call bench with the keywords its current signature accepts (it is being rebuilt)."""
+    wanted: dict[str, Any] = {
+        "scenarios": job.scenarios, "detectors": job.detectors, "seeds": job.seeds,
+        "out": job.out, "duration": job.duration, "attack_free": False, "progress": job._progress,
+        "jobs": 1,
+    }  # fmt: skip
+    params = inspect.signature(fn).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    kwargs = {k: v for k, v in wanted.items() if takes_any or k in params}
+    return fn(**kwargs)
+
+
+def _tables(result: Any, out: Path) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    if isinstance(result, tuple) and result and isinstance(result[0], pd.DataFrame):
+        per = result[1] if len(result) > 1 and isinstance(result[1], pd.DataFrame) else None
+        return result[0], per
+    board = out / "leaderboard.parquet"
+    if not board.exists():
+        raise FileNotFoundError(f"the benchmark wrote no leaderboard in {out}")
+    per_path = out / "per_run.parquet"
+    return pd.read_parquet(board), pd.read_parquet(per_path) if per_path.exists() else None
+
+
+# -- what-if: a study's results directory ---------------------------------------------------
+
+
+def find_studies(roots: list[Path]) -> list[Path]:
+    """Directories under `roots` that hold a study's results (a Parquet table or a report)."""
+    found = []
+    for root in roots:
+        if not root.is_dir():
+            continue
+        for d in sorted(p for p in root.rglob("*") if p.is_dir()):
+            if (d / "report.html").exists() or any(d.glob("results*.parquet")):
+                found.append(d)
+            if len(found) >= 50:
+                return found
+    return found
+
+
+def read_study(directory: Path) -> tuple[pd.DataFrame | None, str | None]:
+    """A study's results table and its report's HTML (either may be missing)."""
+    tables = sorted(directory.glob("results*.parquet")) or sorted(directory.glob("*.parquet"))
+    results = pd.read_parquet(tables[0]) if tables else None
+    report = directory / "report.html"
+    html = report.read_text(encoding="utf-8", errors="replace") if report.is_file() else None
+    return results, html
