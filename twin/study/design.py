@@ -90,6 +90,37 @@ def conduits_to_open(site: Facility, g: nx.DiGraph, start: str, targets: list[st
     return int(min(dist[t] for t in targets if t in dist))
 
 
+def takeable(site: Facility) -> set[str]:
+    """Devices an attacker who reaches them can take: factory or wordlist passwords, or
+    firmware with a listed known exploited vulnerability."""
+    from twin.audit import known_exploited, matches
+
+    rows = known_exploited()
+    return {
+        d.name
+        for d in site.devices
+        if d.credentials in ("default", "weak")
+        or any(matches(r, d.vendor, d.model, d.firmware) for r in rows)
+    }
+
+
+def attacker_reach(site: Facility, g: nx.DiGraph) -> set[str]:
+    """Devices an attacker from the internet can send to, pivoting through every device it
+    can take on the way (see `takeable`)."""
+    can_take = takeable(site)
+    reached: set[str] = set()
+    frontier = [OUTSIDE]
+    held = {OUTSIDE}
+    while frontier:
+        node = frontier.pop()
+        for nxt in g.successors(node):
+            reached.add(nxt)
+            if nxt in can_take and nxt not in held:
+                held.add(nxt)
+                frontier.append(nxt)
+    return reached
+
+
 def analyse(spec: FacilitySpec, design: str) -> dict[str, Any]:
     """The static figures of one design (see the module docstring)."""
     site, g = graph_of(spec, design)
@@ -149,4 +180,5 @@ def analyse(spec: FacilitySpec, design: str) -> dict[str, Any]:
         "security_level_gaps": {z: v for z, v in sorted(gaps.items()) if v > 0},
         "control_reached_skipping_dmz": len(reached),
         "internet_hops_to_safety": hops_to_safety(g, OUTSIDE, sorted(critical)),
+        "attacker_reach": len(attacker_reach(site, g)),
     }

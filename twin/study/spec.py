@@ -133,10 +133,18 @@ def load_study(path: str | Path) -> Study:
         raise ScenarioError([Problem("", "a study must be a mapping of fields")], str(path))
     problems: list[Problem] = []
     spec: StudySpec | None = None
+    partial: StudySpec | None = None
     try:
         spec = StudySpec.model_validate(raw)
     except ValidationError as exc:
         problems.extend(pydantic_problems(exc))
+        # check the rest too, with the broken fields left at their defaults
+        broken = {e["loc"][0] for e in exc.errors() if e["loc"]}
+        try:
+            partial = StudySpec.model_validate({k: v for k, v in raw.items() if k not in broken})
+        except ValidationError:
+            partial = None
+    checked = spec or partial
     scenarios: dict[str, ScenarioSpec] = {}
     fac_raw: Any = None
     if isinstance(raw.get("facility"), str):
@@ -144,8 +152,8 @@ def load_study(path: str | Path) -> Study:
             fac_raw = load_yaml(path.parent / raw["facility"], "facility file")
         except ScenarioError as exc:
             problems.extend(Problem(join("facility", p.path), p.message) for p in exc.problems)
-    if spec is not None and isinstance(fac_raw, dict):
-        extra = {k: v.model_dump(by_alias=True) for k, v in spec.extra_designs.items()}
+    if checked is not None and isinstance(fac_raw, dict):
+        extra = {k: v.model_dump(by_alias=True) for k, v in checked.extra_designs.items()}
         clash = sorted(set(extra) & set(fac_raw.get("designs") or {}))
         problems.extend(
             Problem(f"extra_designs.{n}", "the facility already has a design of this name")
@@ -155,22 +163,22 @@ def load_study(path: str | Path) -> Study:
         facility, fp = parse_facility(fac_raw, "facility")
         problems.extend(fp)
         known = list(fac_raw["designs"])
-        for i, d in enumerate(spec.designs):
+        for i, d in enumerate(checked.designs):
             if d not in known:
                 problems.append(
                     Problem(f"designs[{i}]", f"unknown design {d!r}; known: {', '.join(known)}")
                 )
-        wanted = spec.designs or known
-        if spec.baseline not in wanted:
+        wanted = checked.designs or known
+        if checked.baseline not in wanted:
             problems.append(
-                Problem("baseline", f"{spec.baseline!r} is not among the designs compared")
+                Problem("baseline", f"{checked.baseline!r} is not among the designs compared")
             )
         overrides: dict[str, Any] = {"facility": fac_raw}
-        if spec.duration is not None:
-            overrides["duration"] = spec.duration
-        if spec.warmup is not None:
-            overrides["warmup"] = spec.warmup
-        for i, ref in enumerate(spec.scenarios):
+        if checked.duration is not None:
+            overrides["duration"] = checked.duration
+        if checked.warmup is not None:
+            overrides["warmup"] = checked.warmup
+        for i, ref in enumerate(checked.scenarios):
             spath = _resolve(ref, path.parent)
             try:
                 sraw = load_yaml(spath, "scenario file")
@@ -187,7 +195,8 @@ def load_study(path: str | Path) -> Study:
                 if sc.name in scenarios:
                     problems.append(Problem(f"scenarios[{i}]", f"{sc.name!r} is listed twice"))
                 scenarios[sc.name] = sc
-        problems.extend(_check_factors(spec))
+    if checked is not None:
+        problems.extend(_check_factors(checked))
     if problems or spec is None:
         raise ScenarioError(problems, str(path))
     return Study(spec, scenarios, path)

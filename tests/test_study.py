@@ -1,0 +1,316 @@
+"""Studies: the file's checks, expansion, keyed resumable execution on serial/Dask, sanity."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from tests.conftest import ROOT, SCENARIOS
+from twin.errors import ScenarioError
+from twin.facility import Facility
+from twin.scenario import load_facility
+from twin.study.design import analyse, attacker_reach, reachability
+from twin.study.executor import Cluster, ResultStore, run_all
+from twin.study.lifecycle import patched, with_default_credentials
+from twin.study.run import run_study
+from twin.study.spec import expand, load_study
+
+QUICK = SCENARIOS / "studies" / "scenarios" / "dc-quick-intrusion.yaml"
+FACILITY = SCENARIOS / "facilities" / "harbour-dc.yaml"
+COMPARED = ["status", "error", "scenario", "design", "seed", "blast_share", "safety_blast_share",
+            "harm", "time_to_detect_s", "hops_to_safety", "conduits_to_open", "compromised",
+            "conduit_policy.recall", "allowlist.alerts"]  # fmt: skip
+
+
+def write_study(tmp: Path, **fields: Any) -> Path:
+    doc = {
+        "name": "t",
+        "facility": str(FACILITY),
+        "scenarios": [str(QUICK)],
+        "designs": ["flat", "zoned", "micro"],
+        "seeds": [1],
+        **fields,
+    }
+    path = tmp / "study.yaml"
+    path.write_text(json.dumps(doc))  # JSON is YAML
+    return path
+
+
+@pytest.fixture(scope="module")
+def serial_results(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
+    tmp = tmp_path_factory.mktemp("serial")
+    study = load_study(write_study(tmp))
+    return run_study(study, tmp / "out", Cluster(serial=True), report=True)
+
+
+# --- the study file ---------------------------------------------------------------------------
+
+
+def test_every_problem_of_a_study_file_at_once(tmp_path: Path) -> None:
+    """A study with several mistakes is refused with each one at its field path."""
+    path = write_study(
+        tmp_path,
+        designs=["flat", "zonned"],
+        detector_sets={"ndr": ["alowlist"]},
+        lifecycle={"default_credentials": {"min": 0, "max": 1}, "patch_lag_days": [5000]},
+        seeds=[1, 1],
+        bogus=1,
+    )
+    with pytest.raises(ScenarioError) as info:
+        load_study(path)
+    paths = {p.path for p in info.value.problems}
+    assert {"designs[1]", "detector_sets.ndr[0]", "lifecycle.default_credentials",
+            "lifecycle.patch_lag_days[0]", "seeds", "bogus"} <= paths  # fmt: skip
+
+
+def test_cli_study_with_a_bad_file_exits_2(tmp_path: Path) -> None:
+    """`twin study` on an invalid file exits 2 with the problem and no traceback."""
+    path = write_study(tmp_path, designs=["nope"])
+    proc = subprocess.run([sys.executable, "-m", "twin.cli", "study", str(path), "--serial"],
+                          capture_output=True, text=True, cwd=ROOT)  # fmt: skip
+    assert proc.returncode == 2 and "designs[0]" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_full_factorial_and_sampled_expansion(tmp_path: Path) -> None:
+    """Factorial crosses every level; Morris gives trajectories x (factors + 1) points per cell."""
+    study = load_study(write_study(tmp_path, playbooks=[False, True], seeds=[1, 2],
+                                   lifecycle={"default_credentials": [0, 0.5]}))  # fmt: skip
+    assert len(expand(study)) == 3 * 2 * 2 * 2
+    sampled = load_study(write_study(
+        tmp_path, designs=["flat"],
+        lifecycle={"default_credentials": {"min": 0, "max": 1}, "patch_lag_days": {"min": 0, "max": 90}},
+        sampling={"method": "morris", "samples": 3, "levels": 4},
+    ))  # fmt: skip
+    runs = expand(sampled)
+    assert len(runs) == 3 * (2 + 1)
+    assert all(0 <= r["default_credentials"] <= 1 for r in runs)
+
+
+# --- lifecycle policies as data ----------------------------------------------------------------
+
+
+def test_default_credential_shares_are_nested() -> None:
+    """A larger share of default credentials holds every device a smaller share did."""
+    spec = load_facility(FACILITY)
+    sets = []
+    for share in (0.0, 0.1, 0.3, 0.6, 1.0):
+        fac = with_default_credentials(spec, share)
+        sets.append({d.name for d in fac.devices if d.credentials == "default"})
+    assert all(a <= b for a, b in zip(sets, sets[1:], strict=False))
+    assert len(sets[-1]) > len(sets[0])
+
+
+def test_patch_lag_decides_whether_a_listed_fix_is_installed() -> None:
+    """The gateway's listed fix (2025-11-03) is in by a run on 2026-01-12 with a 30-day lag,
+    not with a 90-day one; a unit past its support end gets no fix unless replaced."""
+    import datetime as dt
+
+    spec = load_facility(FACILITY)
+    start = dt.date(2026, 1, 12)
+
+    def fw(fac: Any) -> str:
+        return str(next(d.firmware for d in fac.devices if d.name == "gateway"))
+
+    assert fw(patched(spec, 30, start, False)) == "1.3.0"
+    assert fw(patched(spec, 90, start, False)) == "1.2.1"
+    old = spec.model_copy(update={"devices": [
+        d.model_copy(update={"support_end": dt.date(2025, 1, 1)}) if d.name == "gateway" else d
+        for d in spec.devices
+    ]})  # fmt: skip
+    assert fw(patched(old, 30, start, False)) == "1.2.1"
+    assert fw(patched(old, 30, start, True)) == "1.3.0"
+
+
+# --- sanity on the reference site -------------------------------------------------------------
+
+
+def test_removing_a_conduit_never_increases_reachability() -> None:
+    """For every design and conduit of the reference site, the graph without it is a subgraph."""
+    spec = load_facility(FACILITY)
+    for name, design in spec.designs.items():
+        full = set(reachability(Facility.build(spec), name).edges)
+        for i in range(len(design.conduits)):
+            fewer = design.model_copy(
+                update={"conduits": design.conduits[:i] + design.conduits[i + 1 :]}
+            )
+            cut = spec.model_copy(update={"designs": {**spec.designs, name: fewer}})
+            assert set(reachability(Facility.build(cut), name).edges) <= full, (name, i)
+
+
+def test_more_default_credentials_never_decrease_reachability() -> None:
+    """What an attacker from the internet can reach only grows as default credentials spread."""
+    spec = load_facility(FACILITY)
+    for design in ("flat", "zoned", "micro"):
+        reach = []
+        for share in (0.0, 0.2, 0.5, 1.0):
+            site = Facility.build(with_default_credentials(spec, share))
+            reach.append(attacker_reach(site, reachability(site, design)))
+        assert all(a <= b for a, b in zip(reach, reach[1:], strict=False)), design
+    flat = analyse(spec, "flat")
+    assert flat["attacker_reach"] > analyse(spec, "micro")["attacker_reach"]
+
+
+def test_blast_radius_flat_ge_zoned_ge_micro(serial_results: pd.DataFrame) -> None:
+    """On the reference site the quick intrusion's blast radius orders flat >= zoned >= micro."""
+    blast = serial_results.groupby("design")["blast_share"].median()
+    assert blast["flat"] >= blast["zoned"] >= blast["micro"]
+    assert blast["flat"] > blast["micro"]  # the flat network loses the air handler
+
+
+def test_static_analysis_sees_the_flat_network_skip_the_dmz() -> None:
+    """The flat design lets the internet-exposed camera reach control; zones and micro do not."""
+    spec = load_facility(FACILITY)
+    assert analyse(spec, "flat")["control_reached_skipping_dmz"] > 0
+    assert analyse(spec, "zoned")["control_reached_skipping_dmz"] == 0
+    assert (
+        analyse(spec, "micro")["separation_failures"] < analyse(spec, "flat")["separation_failures"]
+    )
+
+
+def test_results_table_and_report_are_written(serial_results: pd.DataFrame) -> None:
+    """The study writes one row per run with parameters, metrics and scores, and its report."""
+    assert len(serial_results) == 3 and (serial_results["status"] == "ok").all()
+    for col in ("hops_to_safety", "conduits_to_open", "time_to_compromise_s",
+                "time_to_detect_censored", "detected_before_harm", "conduit_policy.recall"):  # fmt: skip
+        assert col in serial_results
+    flat = serial_results.set_index("design").loc["flat"]
+    assert flat["conduits_to_open"] == 0 and flat["safety_blast_share"] > 0
+
+
+# --- the executor -----------------------------------------------------------------------------
+
+
+def flaky(params: dict[str, Any], shared: Any, workdir: Path) -> dict[str, Any]:
+    """A task that fails for odd numbers (to exercise retries)."""
+    if params["n"] % 2:
+        raise ValueError(f"odd {params['n']}")
+    return {"metrics": {"double": params["n"] * 2}}
+
+
+def test_a_failed_run_is_retried_once_then_recorded(tmp_path: Path) -> None:
+    """A failing run is attempted twice and recorded with its error; the others finish."""
+    store = ResultStore(tmp_path)
+    runs = {f"k{n}": {"n": n} for n in range(4)}
+    records = run_all(flaky, runs, None, store, Cluster(serial=True))
+    assert [records[f"k{n}"]["status"] for n in range(4)] == ["ok", "failed", "ok", "failed"]
+    assert "odd 1" in records["k1"]["error"]
+    assert Counter(store.attempts()) == {"k0": 1, "k1": 2, "k2": 1, "k3": 2}
+    again = run_all(flaky, runs, None, store, Cluster(serial=True))
+    assert again["k2"] == records["k2"]
+    assert Counter(store.attempts())["k0"] == 1  # finished runs are never redone
+
+
+@pytest.mark.slow
+def test_a_killed_study_resumes_without_redoing_finished_runs(tmp_path: Path) -> None:
+    """SIGKILL a study midway; started again it finishes, each finished run executed once."""
+    path = write_study(tmp_path, seeds=[1, 2])
+    out = tmp_path / "out"
+    cmd = [
+        sys.executable,
+        "-m",
+        "twin.cli",
+        "study",
+        str(path),
+        "--serial",
+        "-q",
+        "--out",
+        str(out),
+    ]
+    proc = subprocess.Popen(cmd, cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 120
+        while len(list((out / "results").glob("*.json"))) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    before = {p.stem for p in (out / "results").glob("*.json")}
+    assert 2 <= len(before) < 6
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    attempts = Counter(ResultStore(out).attempts())
+    assert len(attempts) == 6 and all(attempts[k] == 1 for k in before)
+    assert len(pd.read_parquet(out / "results.parquet")) == 6
+
+
+@pytest.mark.slow
+def test_local_cluster_gives_the_serial_results(
+    serial_results: pd.DataFrame, tmp_path: Path
+) -> None:
+    """The embedded LocalCluster (2 worker processes) gives exactly the serial results."""
+    study = load_study(write_study(tmp_path))
+    dask = run_study(study, tmp_path / "out", Cluster(workers=2), report=False)
+    assert dask[COMPARED].equals(serial_results[COMPARED])
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def dask_cluster(tmp: Path) -> Iterator[str]:
+    """`dask scheduler` and two `dask worker` processes on 127.0.0.1, stopped by PID."""
+    dask = shutil.which("dask", path=str(Path(sys.executable).parent)) or "dask"
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    procs = [subprocess.Popen(
+        [dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=(tmp / "scheduler.log").open("w"),
+    )]  # fmt: skip
+    try:
+        for i in range(2):
+            procs.append(subprocess.Popen(
+                [dask, "worker", address, "--nthreads", "1", "--nworkers", "1",
+                 "--host", "127.0.0.1", "--no-dashboard", "--local-directory", str(tmp / f"w{i}")],
+                cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                stderr=(tmp / f"worker{i}.log").open("w"),
+            ))  # fmt: skip
+        from distributed import Client
+
+        with Client(address, timeout="30s") as client:
+            client.wait_for_workers(2, timeout=60)
+        yield address
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+        for p in reversed(procs):
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+@pytest.mark.slow
+def test_external_scheduler_gives_the_serial_results(
+    serial_results: pd.DataFrame, tmp_path: Path
+) -> None:
+    """A study through --scheduler on a real scheduler and two workers matches --serial."""
+    path = write_study(tmp_path)
+    out = tmp_path / "out"
+    with dask_cluster(tmp_path) as address:
+        proc = subprocess.run(
+            [sys.executable, "-m", "twin.cli", "study", str(path), "--scheduler", address,
+             "-q", "--out", str(out)],
+            cwd=ROOT, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    external = pd.read_parquet(out / "results.parquet")
+    assert external[COMPARED].equals(serial_results[COMPARED])
