@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import shutil
@@ -110,7 +111,7 @@ def test_default_credential_shares_are_nested() -> None:
     for share in (0.0, 0.1, 0.3, 0.6, 1.0):
         fac = with_default_credentials(spec, share)
         sets.append({d.name for d in fac.devices if d.credentials == "default"})
-    assert all(a <= b for a, b in zip(sets, sets[1:], strict=False))
+    assert all(a <= b for a, b in itertools.pairwise(sets))
     assert len(sets[-1]) > len(sets[0])
 
 
@@ -159,7 +160,7 @@ def test_more_default_credentials_never_decrease_reachability() -> None:
         for share in (0.0, 0.2, 0.5, 1.0):
             site = Facility.build(with_default_credentials(spec, share))
             reach.append(attacker_reach(site, reachability(site, design)))
-        assert all(a <= b for a, b in zip(reach, reach[1:], strict=False)), design
+        assert all(a <= b for a, b in itertools.pairwise(reach)), design
     flat = analyse(spec, "flat")
     assert flat["attacker_reach"] > analyse(spec, "micro")["attacker_reach"]
 
