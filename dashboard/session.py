@@ -446,7 +446,7 @@ class Exercise:
         live.t = t
         self.history.extend(samples)
         for a in alerts:
-            self._alert(a)
+            self.alert(a)
         by_ip = self.facility.by_ip
         policy = engine.net.policy
         live.quarantined = {by_ip[ip].name if ip in by_ip else ip for ip in policy.quarantined}
@@ -474,7 +474,8 @@ class Exercise:
             live.contained_at = engine.contained_at
             self.log.append({"t": engine.contained_at, "kind": "contained"})
 
-    def _alert(self, a: Alert) -> None:
+    def alert(self, a: Alert) -> None:
+        """Record one alert: in the log, and in the feed merged with its repeats."""
         self._alert_seq += 1
         self.log.append(
             {"t": a.t, "kind": "alert", "detector": a.detector, "severity": a.severity,
