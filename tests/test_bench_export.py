@@ -25,12 +25,31 @@ def test_leaderboard_pools_runs_and_counts_quiet_days(tmp_path: Path) -> None:
     )
     assert sorted(board["detector"]) == ["allowlist", "conduit_policy"]
     row = board.set_index("detector").loc["conduit_policy"]
-    assert row["runs"] == 2 and row["steps"] == 6 and row["recall"] == 1.0
+    assert row["runs"] == 2 and row["steps"] == 6 and row["detected"] >= 1
+    attacked = per_run[~per_run["attack_free"] & (per_run["detector"] == "conduit_policy")]
+    assert (
+        row["recall"] == attacked["detected"].sum() / attacked["steps"].sum()
+    )  # pooled, not averaged
     assert row["attack_free_false_alarms_per_day"] == 0.0  # no attack, nothing forbidden happens
     assert len(per_run) == 2 * 3  # 2 detectors x (2 seeds + 1 attack-free run)
     for name in ("leaderboard.parquet", "leaderboard.csv", "per_run.csv", "leaderboard.html"):
         assert (tmp_path / name).exists()
     assert pd.read_parquet(tmp_path / "leaderboard.parquet").equals(board)
+
+
+def test_bench_resumes_on_the_study_executor(tmp_path: Path) -> None:
+    """Bench runs are keyed study runs: a second bench into the same directory executes
+    none again and gives the same leaderboard; a new seed executes only its own run."""
+    from collections import Counter
+
+    from twin.study.executor import ResultStore
+
+    args = ([SCENARIOS / "flagship.yaml"], ["conduit_policy"])
+    first, _ = bench(*args, [1], tmp_path, duration="4h", attack_free=False)
+    again, _ = bench(*args, [1], tmp_path, duration="4h", attack_free=False)
+    assert again.equals(first) and len(ResultStore(tmp_path).attempts()) == 1
+    bench(*args, [1, 2], tmp_path, duration="4h", attack_free=False)
+    assert sorted(Counter(ResultStore(tmp_path).attempts()).values()) == [1, 1]
 
 
 def test_cli_bench_prints_the_leaderboard(tmp_path: Path) -> None:

@@ -1,18 +1,19 @@
-"""The detector benchmark: detectors x scenarios x seeds, pooled into one leaderboard."""
+"""The detector benchmark: detectors x scenarios x seeds, a study on the one executor, pooled into
+one leaderboard."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from twin.errors import SimulationError
 from twin.scenario import load_scenario
+from twin.study.executor import Cluster, Progress, ResultStore, run_all
+from twin.study.spec import run_key
 from twin.telemetry import write_json_atomic
 
 LEADERBOARD_COLUMNS = [
@@ -22,51 +23,48 @@ LEADERBOARD_COLUMNS = [
 ]  # fmt: skip
 
 
-@dataclass(frozen=True)
-class BenchRun:
-    scenario: Path
-    seed: int
-    detectors: tuple[str, ...]
-    duration: str | None
-    attack_free: bool
-    out: Path
-    backend: str = "sim"
-    speed: float | None = None
-
-
-def run_one(job: BenchRun) -> list[dict[str, Any]]:
-    """One simulation with every detector attached; a row per detector (picklable for workers)."""
-    from twin.run import execute
-
+def bench_overrides(params: dict[str, Any]) -> dict[str, Any]:
     overrides: dict[str, Any] = {
-        "seed": job.seed,
-        "detectors": list(job.detectors),
+        "seed": params["seed"],
+        "detectors": list(params["detectors"]),
         "responses": [],
     }
-    if job.duration:
-        overrides["duration"] = job.duration
-    if job.attack_free:
+    if params["duration"]:
+        overrides["duration"] = params["duration"]
+    if params["attack_free"]:
         overrides["campaign"] = None
-    if job.backend != "sim":
-        overrides["backend"] = job.backend
-    if job.speed is not None:
-        overrides["speed"] = job.speed
-    spec = load_scenario(job.scenario, overrides)
-    tag = f"{spec.name}-s{job.seed}" + ("-quiet" if job.attack_free else "")
-    result = execute(spec, job.out / "runs" / tag, source=str(job.scenario), counterfactual=False)
+    if params["backend"] != "sim":
+        overrides["backend"] = params["backend"]
+    if params["speed"] is not None:
+        overrides["speed"] = params["speed"]
+    return overrides
+
+
+def bench_cell(params: dict[str, Any], shared: Any, workdir: Path) -> dict[str, Any]:
+    """One simulation with every detector attached; a row per detector (runs on a worker)."""
+    import shutil
+
+    from twin.run import execute
+
+    spec = load_scenario(params["scenario"], bench_overrides(params))
+    if workdir.exists():  # an attempt that died half-way: start clean
+        shutil.rmtree(workdir)
+    result = execute(spec, workdir, source=params["scenario"], counterfactual=False)
+    if result.summary["status"] != "complete":
+        raise RuntimeError(f"run ended {result.summary['status']}: {result.summary['error']}")
     days = result.summary["monitored_s"] / 86400.0
     rows = []
     for s in result.scores:
         if s.detector == "union":
             continue
         rows.append({
-            "scenario": spec.name, "seed": job.seed, "attack_free": job.attack_free,
+            "scenario": spec.name, "seed": params["seed"], "attack_free": params["attack_free"],
             "detector": s.detector, "steps": s.steps, "detected": s.detected, "alerts": s.alerts,
             "matched": s.matched_alerts, "monitored_days": days, "ttds": json.dumps(list(s.ttds)),
             "flow_pr_auc": s.flow_pr_auc, "recall": s.recall, "precision": s.precision,
             "false_alarms_per_day": s.false_alarms_per_day,
         })  # fmt: skip
-    return rows
+    return {"rows": rows}
 
 
 def pool(per_run: pd.DataFrame) -> pd.DataFrame:
@@ -102,39 +100,41 @@ def bench(
     out: Path,
     duration: str | None = None,
     attack_free: bool = True,
-    jobs: int = 1,
-    progress: Callable[[int, int, str], None] | None = None,
+    cluster: Cluster | None = None,
+    progress: Progress | None = None,
     *,
     backend: str = "sim",
     speed: float | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Run the grid, write per-run and pooled tables (Parquet, CSV) and an HTML report.
+    """Run the grid as a study on the one executor (keyed, resumable), write per-run and
+    pooled tables (Parquet, CSV) and an HTML report.
 
-    On the emulated backend runs go one at a time: each holds its network and real time.
+    On the emulated backend runs go one at a time in this process: each holds its network
+    and real time. Default executor: serial.
     """
     out.mkdir(parents=True, exist_ok=True)
-    dets = tuple(detectors)
-    grid = [
-        BenchRun(p, s, dets, duration, False, out, backend, speed) for p in scenarios for s in seeds
-    ]
-    if attack_free:
-        grid += [
-            BenchRun(p, seeds[0], dets, duration, True, out, backend, speed) for p in scenarios
-        ]
+    cluster = cluster or Cluster(serial=True)
     if backend != "sim":
-        jobs = 1
-    rows: list[dict[str, Any]] = []
-    if jobs > 1:
-        with ProcessPoolExecutor(max_workers=jobs) as ex:
-            for i, result in enumerate(ex.map(run_one, grid), 1):
-                rows += result
-                if progress:
-                    progress(i, len(grid), grid[i - 1].scenario.stem)
-    else:
-        for i, job in enumerate(grid, 1):
-            rows += run_one(job)
-            if progress:
-                progress(i, len(grid), job.scenario.stem)
+        cluster = Cluster(serial=True)
+    grid = [(p, s, False) for p in scenarios for s in seeds]
+    if attack_free:
+        grid += [(p, seeds[0], True) for p in scenarios]
+    runs: dict[str, dict[str, Any]] = {}
+    for path, seed, quiet in grid:
+        params = {
+            "scenario": str(path), "seed": seed, "detectors": list(detectors),
+            "duration": duration, "attack_free": quiet, "backend": backend, "speed": speed,
+        }  # fmt: skip
+        runs[run_key(params, load_scenario(path, bench_overrides(params)))] = params
+    records = run_all(bench_cell, runs, None, ResultStore(out), cluster, progress)
+    failed = [r for r in records.values() if r["status"] != "ok"]
+    if failed:
+        raise SimulationError(
+            f"{len(failed)} of {len(records)} bench runs failed, e.g. "
+            f"{failed[0]['params']['scenario']} seed {failed[0]['params']['seed']}: "
+            f"{failed[0]['error']} (records in {out / 'results'})"
+        )
+    rows = [row for key in runs for row in records[key]["rows"]]
     per_run = pd.DataFrame(rows)
     board = pool(per_run)
     for name, frame in (("per_run", per_run), ("leaderboard", board)):

@@ -10,13 +10,12 @@ from typing import Any
 from rich.table import Table
 
 from twin.commands.common import err, fmt, names, out, resolve_scenario, shipped_scenarios
+from twin.commands.study import add_executor_options, cluster_of, progress_bar
 
 ORDER = 40
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    import os
-
     from detectors import REGISTRY
     from twin.bench import bench
 
@@ -43,16 +42,20 @@ def cmd_bench(args: argparse.Namespace) -> int:
     out_dir = (
         Path(args.out) if args.out else Path("runs") / f"bench-{dt.datetime.now():%Y%m%d-%H%M%S}"
     )
-    jobs = args.jobs or min(2, os.cpu_count() or 1)
+    if args.jobs is not None and args.workers is None:
+        # --jobs N from before the one executor: 1 is serial, more are worker processes
+        args.serial, args.workers = args.serial or args.jobs == 1, args.workers or args.jobs
+    cluster = cluster_of(args)
+    with progress_bar(args.quiet) as bar:
+        task = bar.add_task("bench", total=None, failed=0)
 
-    def progress(i: int, n: int, name: str) -> None:
-        if not args.quiet:
-            err.print(f"[{i}/{n}] {name} done")
+        def progress(done: int, failed: int, total: int) -> None:
+            bar.update(task, completed=done, total=total, failed=failed)
 
-    board, _ = bench(
-        paths, detectors, seeds, out_dir, args.duration, not args.no_attack_free, jobs, progress,
-        backend=args.backend, speed=args.speed,
-    )  # fmt: skip
+        board, _ = bench(
+            paths, detectors, seeds, out_dir, args.duration, not args.no_attack_free, cluster,
+            progress, backend=args.backend, speed=args.speed,
+        )  # fmt: skip
     if not args.quiet:
         table = Table(title=f"detector leaderboard: {len(paths)} scenarios x {len(seeds)} seeds")
         for col in ("detector", "recall", "precision", "F1", "TTD median s", "TTD p95 s",
@@ -73,7 +76,7 @@ def register(sub: Any) -> None:
     b = sub.add_parser(
         "bench",
         help="benchmark detectors on the scenario library",
-        description="Run detectors x scenarios x seeds and print a leaderboard (event recall, precision, F1, "
+        description="Run detectors x scenarios x seeds (a study on the same Dask executor as twin study: resumable with --out) and print a leaderboard (event recall, precision, F1, "
         "time to detect, false alarms per day, attack-free false alarms, flow PR-AUC). Responses are off.",
     )
     b.add_argument(
@@ -90,9 +93,8 @@ def register(sub: Any) -> None:
         action="store_true",
         help="skip the attack-free runs (false alarms on quiet days)",
     )
-    b.add_argument(
-        "--jobs", type=int, help="parallel runs (default: 2, the cores of this kind of machine)"
-    )
+    add_executor_options(b)
+    b.add_argument("--jobs", type=int, help="same as --workers (1: serially in this process)")
     b.add_argument(
         "--backend",
         choices=["sim", "mininet"],
