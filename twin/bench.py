@@ -47,6 +47,10 @@ def bench_cell(params: dict[str, Any], shared: Any, workdir: Path) -> dict[str, 
     from twin.run import execute
 
     spec = load_scenario(params["scenario"], bench_overrides(params))
+    # named for people (runs/flagship-s7): one bench directory holds one grid, so it is unique
+    workdir = workdir.parent / (
+        f"{spec.name}-s{params['seed']}" + ("-quiet" if params["attack_free"] else "")
+    )
     if workdir.exists():  # an attempt that died half-way: start clean
         shutil.rmtree(workdir)
     result = execute(spec, workdir, source=params["scenario"], counterfactual=False)
