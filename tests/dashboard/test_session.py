@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from typing import Any
 
@@ -79,7 +80,7 @@ def test_physics_history_has_the_hall(responded: Exercise) -> None:
     assert "room.server-hall.temp_c" in hist[-1].values
     lo, hi = responded.bands["room.server-hall.temp_c"]
     assert lo < hi
-    assert all(b.t - a.t == pytest.approx(60.0) for a, b in zip(hist, hist[1:], strict=False))
+    assert all(b.t - a.t == pytest.approx(60.0) for a, b in itertools.pairwise(hist))
 
 
 def test_the_response_avoids_harm(responded: Exercise) -> None:
