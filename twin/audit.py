@@ -159,12 +159,20 @@ def audit(
         n = f"{d.count} devices" if d.count > 1 else "the device"
         if d.credentials == "default":
             out.append(
-                Finding("default-credentials", "high", d.name, f"{n} still on the factory password")
+                Finding(
+                    "default-credentials",
+                    "high",
+                    d.name,
+                    f"{n} {'is' if d.count == 1 else 'are'} still on the factory password",
+                )
             )
         elif d.credentials == "weak":
             out.append(
                 Finding(
-                    "weak-credentials", "medium", d.name, f"{n} on a password from common wordlists"
+                    "weak-credentials",
+                    "medium",
+                    d.name,
+                    f"{n} {'uses' if d.count == 1 else 'use'} a password from common wordlists",
                 )
             )
         if d.support_end is not None and d.support_end < today:
@@ -180,7 +188,8 @@ def audit(
                 ))  # fmt: skip
         if d.update_verification != "signed":
             out.append(Finding("unverified-updates", "medium", d.name,
-                               f"{n} install firmware without verifying its signature"))  # fmt: skip
+                               f"{n} installs firmware without verifying its signature"
+                               if d.count == 1 else f"{n} install firmware without verifying its signature"))  # fmt: skip
     passwords = Counter(dev.password for dev in site.devices if dev.zone not in internet)
     for group, members in site.groups.items():
         if members[0].zone in internet:
