@@ -162,6 +162,19 @@ def refused(ip: str) -> str:
     return ""
 
 
+def settle(paths: list[Path], quiet: float = 0.5, limit: float = 10.0) -> None:
+    """Wait until the captures stop growing: tcpdump, stopped, drops what it has not read
+    yet, and a busy machine can leave it well behind the traffic."""
+    deadline = time.monotonic() + limit
+    sizes: list[int] = []
+    while time.monotonic() < deadline:
+        now = [p.stat().st_size if p.exists() else 0 for p in paths]
+        if now == sizes:
+            return
+        sizes = now
+        time.sleep(quiet)
+
+
 def fc_set(rows: pd.DataFrame) -> set[int]:
     return {int(c) for s in rows["modbus_fc_set"] for c in s.split(",") if c}
 
@@ -199,7 +212,7 @@ def test_polls_cross_the_firewall_as_modbus_flows_and_outsiders_get_no_answer(
                     }
                     reads = polled.result()
                     errors = {src: f.result() for src, f in outsiders.items()}
-                    time.sleep(0.3)  # the last FIN/ACKs reach the files
+                    settle([*pcaps, workdir / "bms-host.pcap"])  # the last FIN/ACKs
             finally:
                 stop_capture(dep, host_cap)
             ahu_face = faces[0]

@@ -29,7 +29,7 @@ from twin.cli import main as cli_main
 from twin.devices import KINDS
 from twin.engine import Engine
 from twin.fidelity import compare
-from twin.network.emulated import STATE_NAME, missing_requirements
+from twin.network.emulated import STATE_NAME, missing_requirements, netns
 from twin.network.emulated.backend import TOOLS, EmulatedNetwork
 from twin.network.transactions import ModbusIdentify, ModbusRead, Probe
 from twin.responses import BlockConduit, Quarantine
@@ -80,15 +80,6 @@ def zoned(tmp_path_factory: pytest.TempPathFactory) -> RunResult:
 
 def summary(run: Path) -> dict[str, Any]:
     return json.loads((run / "summary.json").read_text())
-
-
-def netns_with(prefix: str) -> list[str]:
-    names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    return [
-        n.split()[0]
-        for n in names.splitlines()
-        if n.startswith(prefix + "-") or n.startswith(prefix + ".")
-    ]
 
 
 def alive(pid: int) -> bool:
@@ -151,9 +142,22 @@ def test_suricata_in_the_leaderboard(flat: tuple[pd.DataFrame, Path]) -> None:
 
 
 def test_network_is_gone_after_the_run(flat: tuple[pd.DataFrame, Path]) -> None:
+    """The run's inventory is gone (its teardown succeeded) and no Mininet node of it runs."""
     run = flat[1]
-    assert netns_with(summary(run)["emulated"]["network"]) == []
     assert not (run / STATE_NAME).exists()
+    assert summary(run)["emulated"]["nodes"] >= summary(run)["emulated"]["hosts"]
+    shells = subprocess.run(["pgrep", "-f", "^bash --norc --noediting -is mininet:"],
+                            capture_output=True, text=True).stdout.split()  # fmt: skip
+    assert not [p for p in shells if _parent_is_a_dead_run(int(p))]
+
+
+def _parent_is_a_dead_run(pid: int) -> bool:
+    """A Mininet shell orphaned to init: what a run that did not clean up would leave."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return int(stat.rsplit(")", 1)[1].split()[1]) == 1
 
 
 def test_zoned_stops_the_sweep_at_the_router(zoned: RunResult) -> None:
@@ -192,12 +196,17 @@ def wait_deployed(
     raise AssertionError("the run did not deploy in time")
 
 
-def leftovers(state: dict[str, Any]) -> tuple[list[str], list[int]]:
-    names = [e["name"] for e in state["entries"] if e["kind"] == "netns"]
+def leftovers(state: dict[str, Any]) -> tuple[list[int], list[int]]:
+    """Mininet nodes (whose shells hold the namespaces) and processes of the run still alive,
+    and anything else still inside the nodes' namespaces."""
+    nodes = [e["pid"] for e in state["entries"] if e["kind"] == "node"]
     pids = [e["pid"] for e in state["entries"] if e["kind"] == "process"]
-    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    present = {line.split()[0] for line in listed.splitlines() if line}
-    return [n for n in names if n in present], [p for p in pids if alive(p)]
+    return [p for p in nodes if alive(p)], [p for p in pids if alive(p)]
+
+
+def namespaces_of(state: dict[str, Any]) -> set[tuple[int, int]]:
+    nodes = [e["pid"] for e in state["entries"] if e["kind"] == "node"]
+    return {i for p in nodes if (i := netns.inode_of(p)) is not None}
 
 
 @pytest.fixture
@@ -206,25 +215,34 @@ def run_dir(tmp_path: Path) -> Iterator[Path]:
 
 
 def test_sigterm_tears_everything_down(run_dir: Path) -> None:
+    """SIGTERM: the run ends as interrupted, and every node, process and namespace is gone."""
     proc = start_run(run_dir)
     state = wait_deployed(run_dir, proc)
     assert leftovers(state) != ([], [])  # the check sees a live run's network
+    namespaces = namespaces_of(state)
+    assert len(namespaces) == len([e for e in state["entries"] if e["kind"] == "node"])
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert leftovers(state) == ([], [])
+    assert netns.pids_inside(namespaces) == []
     assert summary(run_dir)["status"] == "interrupted"
 
 
 def test_sigkill_leaves_an_inventory_that_reap_clears(run_dir: Path) -> None:
+    """SIGKILL: faces, pollers and captures live on in the nodes' namespaces; `twin reap`
+    ends exactly what the inventory lists, and with them every namespace."""
     proc = start_run(run_dir)
     state = wait_deployed(run_dir, proc)
+    namespaces = namespaces_of(state)
     proc.kill()
     proc.communicate(timeout=30)
-    namespaces, _ = leftovers(state)
-    assert namespaces, "a SIGKILLed run cannot clean up: its namespaces are still there"
+    _, processes = leftovers(state)
+    assert processes, "a SIGKILLed run cannot clean up: its processes are still there"
+    assert netns.pids_inside(namespaces)
     assert cli_main(["reap", str(run_dir)]) == 0  # what a person runs; the next run does it too
     assert leftovers(state) == ([], [])
+    assert netns.pids_inside(namespaces) == []
     assert not (run_dir / STATE_NAME).exists()
 
 
@@ -246,7 +264,7 @@ def test_responses_change_the_router_while_the_run_goes_on(tmp_path: Path) -> No
     blocking the BMS->HVAC conduit (zoned) cuts the BMS's real Modbus to the AHU."""
     spec = load_scenario(
         FLAGSHIP,
-        {"design": "zoned", "backend": "mininet", "speed": 600, "duration": "1h", "warmup": "10m"},
+        {"design": "zoned", "backend": "mininet", "speed": 600, "duration": "4h", "warmup": "10m"},
     )
     engine = Engine(spec, workdir=tmp_path / "run")
     with engine.net:
@@ -288,7 +306,7 @@ def test_device_groups_sharing_hosts_still_answer_as_themselves(tmp_path: Path) 
     its own registers on its own address, and the BMS polls them all."""
     spec = load_scenario(
         FLAGSHIP,
-        {"backend": "mininet", "hosts": "group", "speed": 600, "duration": "1h",
+        {"backend": "mininet", "hosts": "group", "speed": 600, "duration": "4h",
          "warmup": "10m", "design": "zoned"},
     )  # fmt: skip
     engine = Engine(spec, workdir=tmp_path / "run")
@@ -312,7 +330,7 @@ def test_device_groups_sharing_hosts_still_answer_as_themselves(tmp_path: Path) 
 def test_nmap_modbus_discover_from_the_foothold_names_the_vendor(tmp_path: Path) -> None:
     """The identification step is nmap's modbus-discover, run inside the camera's host."""
     spec = load_scenario(
-        FLAGSHIP, {"backend": "mininet", "speed": 600, "duration": "1h", "warmup": "10m"}
+        FLAGSHIP, {"backend": "mininet", "speed": 600, "duration": "4h", "warmup": "10m"}
     )
     engine = Engine(spec, workdir=tmp_path / "run")
     with engine.net:

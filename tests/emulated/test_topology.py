@@ -31,6 +31,7 @@ from twin.network.emulated import (
     Deployment,
     Topology,
     missing_requirements,
+    netns,
     reap,
     ruleset,
     stale_states,
@@ -89,6 +90,12 @@ def test_every_device_gets_a_host_on_its_zone_and_every_zone_a_router_leg(
         assert all(h.ip != seg.gateway for h in topo.hosts)
     assert [s.zone for s in topo.segments if s.internet] == ["internet"]
     assert len({h.port for h in topo.hosts}) == len(topo.hosts)
+    # Mininet node names are one namespace: switches and the router never take a host's
+    names = [topo.router, *(s.ifname for s in topo.segments), *(h.name for h in topo.hosts)]
+    assert len(set(names)) == len(names)
+    for host in topo.hosts:
+        assert host.port.startswith(topo.segment(host.zone).ifname + "-")
+        assert len(host.port) <= 15
 
 
 def test_the_attacker_starts_from_its_origin_in_the_internet_zone(harbour: Facility) -> None:
@@ -196,8 +203,8 @@ def test_a_blocked_conduit_denies_only_where_it_is_the_first_match(harbour: Faci
 def test_responses_inside_a_zone_route_that_zone_through_the_router(harbour: Facility) -> None:
     """Micro filters every zone at the router; zoned only the zones a response reaches into."""
     topo = topology(harbour, "micro")
-    assert Firewall(policy(harbour, "micro"), topo, "n").routed_zones() == set(harbour.zones)
-    wall = Firewall(policy(harbour, "zoned"), topology(harbour, "zoned"), "n")
+    assert Firewall(policy(harbour, "micro"), topo).routed_zones() == set(harbour.zones)
+    wall = Firewall(policy(harbour, "zoned"), topology(harbour, "zoned"))
     assert wall.routed_zones() == set()
     wall.policy.quarantine(harbour.by_name["ahu"].ip)
     assert wall.routed_zones() == {"hvac"}
@@ -529,15 +536,17 @@ def test_teardown_ends_every_process_and_namespace(harbour: Facility, tmp_path: 
     """After close(), no namespace, link, rule or process of the run remains (the fixture
     compares the whole machine before and after)."""
     with deployed(harbour, "micro", tmp_path) as (dep, _):
-        names = dep.namespaces
-        assert set(names) <= set(run(["ip", "netns", "list"]).split())
-        assert len(names) == len(harbour.devices) + 3  # + attacker, router, switch
+        names = dep.nodes
+        # + attacker, router, a switch per zone
+        assert len(names) == len(harbour.devices) + 2 + len(harbour.zones)
+        assert sorted(n.name for n in (*dep.net.hosts, *dep.net.switches)) == sorted(names)
+        shells = [ProcessId.of(dep.pid(n)) for n in names]
         procs = [dep.spawn(h, ["sleep", "60"]) for h in ("ahu", "plc", "attacker")]
         ids = [ProcessId.of(p.pid) for p in procs]
-    assert all(i is not None and not i.alive() for i in ids)
+        # a process a person starts in a host's shell (as at the mininet> prompt) goes too
+        dep.node("ahu").cmd("sleep 60 &")
+    assert all(i is not None and not i.alive() for i in ids + shells)
     assert all(p.returncode is not None for p in procs)
-    listed = run(["ip", "netns", "list"])
-    assert not any(n in listed for n in names)
 
 
 @emulated
@@ -549,8 +558,8 @@ def test_a_failed_deploy_tears_down_what_it_made(harbour: Facility, tmp_path: Pa
         Deployment(topology(harbour, "zoned"), policy(harbour, "zoned"), tmp_path).start()
     (tmp_path / STATE_NAME).unlink()
     dep = Deployment(topology(harbour, "zoned"), policy(harbour, "zoned"), tmp_path)
-    dep.firewall.netns = "twin-nowhere"  # the firewall step fails after the wiring
-    with pytest.raises(BackendError, match="twin-nowhere"):
+    dep.rules = "*filter\n-A NOWHERE -j ACCEPT\nCOMMIT\n"  # the router's rules fail to load
+    with pytest.raises(BackendError, match="iptables-restore failed"):
         dep.start()
     assert not (tmp_path / STATE_NAME).exists()
 
@@ -569,6 +578,7 @@ CHILD = textwrap.dedent(
     topo = Topology.of(facility, design, attacker=("attacker", "198.51.100.66"))
     dep = Deployment(topo, Policy(facility, design, facility.designs[design]), Path(sys.argv[1]))
     dep.start()
+    print("deployed", flush=True)
     proc = dep.spawn("ahu", ["sleep", "120"])
     print(proc.pid, flush=True)
     time.sleep(120)
@@ -579,8 +589,9 @@ CHILD = textwrap.dedent(
 @emulated
 @pytest.mark.parametrize("moment", ["deploying", "running"])
 def test_a_run_killed_with_sigkill_is_reaped_to_nothing(tmp_path: Path, moment: str) -> None:
-    """SIGKILL runs no finally block; reap(state file) ends the run's processes by pid and
-    deletes its namespaces, whether it died mid-deploy or while running."""
+    """SIGKILL runs no finally block: what the run started in its nodes lives on, holding
+    their namespaces. reap(state file) ends the run's processes and nodes by pid, and with
+    them every namespace, whether the run died mid-deploy or while running."""
     state = tmp_path / STATE_NAME
     child = subprocess.Popen(
         [sys.executable, "-c", CHILD, str(tmp_path), str(HARBOUR)],
@@ -590,15 +601,16 @@ def test_a_run_killed_with_sigkill_is_reaped_to_nothing(tmp_path: Path, moment: 
     assert child.stdout is not None
     try:
         deadline = time.monotonic() + 30
-        if moment == "deploying":  # as soon as the first namespace exists
+        if moment == "deploying":  # as soon as the first few nodes exist
             while time.monotonic() < deadline:
                 with contextlib.suppress(FileNotFoundError, ValueError):
                     entries = json.loads(state.read_text())["entries"]
-                    if entries and Path("/run/netns", entries[0]["name"]).exists():
+                    if len(entries) >= 3:
                         break
                 time.sleep(0.001)
             spawned = None
         else:
+            assert child.stdout.readline() == b"deployed\n"
             spawned = int(child.stdout.readline())
     finally:
         child.kill()  # SIGKILL, by its pid
@@ -608,38 +620,23 @@ def test_a_run_killed_with_sigkill_is_reaped_to_nothing(tmp_path: Path, moment: 
     if moment == "deploying":
         assert rest == b"", "the run had finished deploying before the kill"
     entries = json.loads(state.read_text())["entries"]
-    names = [e["name"] for e in entries if e["kind"] == "netns"]
-    assert names and any(Path("/run/netns", n).exists() for n in names)  # left by the kill
+    nodes = [ProcessId(e["pid"], e["start"]) for e in entries if e["kind"] == "node"]
+    # a node's shell ends when its pty's master dies with the run; what runs inside stays
+    left = [n for n in nodes if n.alive()]
+    assert nodes
+    namespaces = {netns.inode_of(n.pid) for n in left} - {None}
     if spawned is not None:
         assert ProcessId.of(spawned) is not None
+        namespaces.add(netns.inode_of(spawned))
 
     reaped = reap(state)
 
     assert not state.exists()
-    assert not any(Path("/run/netns", n).exists() for n in names)
-    assert reaped.namespaces >= 1
+    assert not any(n.alive() for n in nodes)
+    assert netns.pids_inside(i for i in namespaces if i is not None) == []
+    assert reaped.namespaces <= len(left)  # the rest ended on their own meanwhile
     if spawned is not None:
         assert reaped.processes == 1
         assert ProcessId.of(spawned) is None
     with pytest.raises(BackendError, match="no inventory"):
         reap(state)
-
-
-@emulated
-def test_a_deployment_never_takes_over_namespaces_it_did_not_make(
-    harbour: Facility, tmp_path: Path
-) -> None:
-    """A name clash (another run with the same id) is refused before anything is recorded,
-    so the other run's namespace survives this one's teardown."""
-    theirs = "twin-clash1-ahu"
-    run(["ip", "netns", "add", theirs])
-    try:
-        dep = Deployment(
-            topology(harbour, "zoned"), policy(harbour, "zoned"), tmp_path, run_id="clash1"
-        )
-        with pytest.raises(BackendError, match="exist already"):
-            dep.start()
-        assert Path("/run/netns", theirs).exists()
-        assert not (tmp_path / STATE_NAME).exists()
-    finally:
-        run(["ip", "netns", "del", theirs])

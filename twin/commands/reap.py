@@ -22,7 +22,7 @@ def cmd_reap(args: argparse.Namespace) -> int:
     for state in states:
         done = reap(state)
         out.print(
-            f"reaped {state.parent}: {done.processes} processes, {done.namespaces} namespaces"
+            f"reaped {state.parent}: {done.processes} processes, {done.namespaces} Mininet nodes"
         )
     return 0
 
@@ -31,7 +31,7 @@ def register(sub: Any) -> None:
     rp = sub.add_parser(
         "reap",
         help="remove what emulated runs killed outright (SIGKILL) left behind",
-        description="Every emulated run records the namespaces and processes it makes in its "
+        description="Every emulated run records the Mininet nodes and processes it makes in its "
         "directory (emulated-state.json) and removes them when it ends, even on Ctrl-C or an "
         "error. A run killed outright cannot: this removes exactly what its record lists. "
         "DIR is one run directory or a directory of runs (default: runs). Needs root.",

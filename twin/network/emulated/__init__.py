@@ -1,9 +1,10 @@
-"""The emulated network backend: network namespaces, Linux bridges and an iptables router.
+"""The emulated network backend, on Mininet: device hosts, zone bridges and an iptables router.
 
-`Topology.of(facility, design)` is the plan as data; `Deployment` is the one builder
-that makes it real (a context manager that always tears down); `Firewall` compiles the
-Policy into the router's rules and applies responses live; `Inventory` and `reap`
-make sure nothing a run made outlives it, even a run killed with SIGKILL.
+`Topology.of(facility, design)` is the plan as data and `FacilityTopo` the same as a
+Mininet `Topo`; `Deployment` is the one builder that starts it with `mininet.net.Mininet`
+(a context manager that always tears down); `Firewall` compiles the Policy into the
+router's rules and applies responses live; `Inventory` and `reap` make sure nothing a
+run made outlives it, even a run killed with SIGKILL.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ import shutil
 from twin.network.emulated.deployment import Deployment
 from twin.network.emulated.firewall import Firewall, ruleset
 from twin.network.emulated.lifecycle import STATE_NAME, Inventory, Reaped, reap, stale_states
+from twin.network.emulated.mininet_topo import FacilityTopo
 from twin.network.emulated.topology import Host, Segment, Topology
 
 TOOLS = {
+    "mnexec": "mininet",
     "ip": "iproute2",
     "iptables-restore": "iptables",
     "iptables-save": "iptables",
@@ -26,6 +29,7 @@ TOOLS = {
 __all__ = [
     "STATE_NAME",
     "Deployment",
+    "FacilityTopo",
     "Firewall",
     "Host",
     "Inventory",

@@ -27,18 +27,13 @@ import contextlib
 import ipaddress
 import json
 import math
-import random
 import re
-import selectors
 import shutil
-import socket
-import struct
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
@@ -54,11 +49,13 @@ from twin.errors import BackendError
 from twin.faces import Faces
 from twin.logins import http_login, telnet_login
 from twin.modbus import ModbusExceptionError, ModbusPeer, to_raw, to_value
-from twin.network.emulated import missing_requirements
+from twin.network.emulated import clients, missing_requirements
+from twin.network.emulated.clients import CONNECT_TIMEOUT
 from twin.network.emulated.deployment import Deployment
-from twin.network.emulated.faceproc import XFER_HEADER, HostSpec
+from twin.network.emulated.facelinks import FaceLinks
+from twin.network.emulated.faceproc import HostSpec
 from twin.network.emulated.lifecycle import reap, stale_states
-from twin.network.emulated.netns import _enter
+from twin.network.emulated.netns import enter
 from twin.network.emulated.pipeline import Capture, capture, run_in, stop_capture
 from twin.network.emulated.realtime import RealTime
 from twin.network.emulated.topology import Topology
@@ -80,11 +77,8 @@ from twin.network.transactions import (
 )
 from twin.telemetry import Captures
 
-CONNECT_TIMEOUT = 1.0  # wall s before an unanswered connection counts as dropped
-PROBE_TIMEOUT = 0.3
 FACES_READY = 60.0  # wall s for every face to say it serves
 WAIT_STEP = 0.01  # wall s between looks at a running transaction
-MAX_FLOOD_PACKETS = 5_000  # real SYNs one flood sends; the consequence follows the model
 SCAN_RATE_CAP = 5_000.0
 MAX_SESSIONS = 64  # kernel-made Modbus connections kept open for reuse  # packets/s nmap may send, whatever the speed
 TOOLS = {"tcpdump": "tcpdump", "nmap": "nmap"}
@@ -104,93 +98,6 @@ class Attribution:
     dport: int | None
     t0: float  # simulated seconds
     t1: float = math.inf
-
-
-class FaceLinks:
-    """The kernel's end of the faces' Unix sockets: one thread serving all of them."""
-
-    def __init__(self, path: Path, handle: Callable[[str, dict[str, Any]], dict[str, Any]]) -> None:
-        self.path = path
-        self.handle = handle
-        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        self.listener.bind(str(path))
-        self.listener.listen(1024)
-        self.conns: dict[str, socket.socket] = {}
-        self.pids: dict[str, int] = {}
-        self.died: dict[str, int] = {}
-        self.ready = threading.Condition()
-        self._stop = False
-        self._selector = selectors.DefaultSelector()
-        self._selector.register(self.listener, selectors.EVENT_READ)
-        self._thread = threading.Thread(target=self._loop, name="face-links", daemon=True)
-        self._thread.start()
-
-    def _loop(self) -> None:
-        names: dict[socket.socket, str] = {}
-        while not self._stop:
-            for key, _ in self._selector.select(timeout=0.2):
-                sock = key.fileobj
-                assert isinstance(sock, socket.socket)
-                if sock is self.listener:
-                    conn, _ = self.listener.accept()
-                    self._selector.register(conn, selectors.EVENT_READ)
-                    continue
-                try:
-                    data = sock.recv(65536)
-                except OSError:
-                    data = b""
-                if not data:
-                    self._selector.unregister(sock)
-                    sock.close()
-                    name = names.pop(sock, "")
-                    if name and not self._stop:
-                        self.died[name] = self.pids.get(name, 0)
-                    continue
-                message = json.loads(data)
-                if "hello" in message:
-                    name = str(message["hello"])
-                    names[sock] = name
-                    sock.setblocking(False)
-                    with self.ready:
-                        self.conns[name] = sock
-                        self.pids[name] = int(message.get("pid", 0))
-                        self.ready.notify_all()
-                    continue
-                reply = self.handle(names.get(sock, ""), message)
-                self._send(sock, {"id": message.get("id"), **reply})
-
-    def wait_for(self, names: set[str], timeout: float) -> None:
-        deadline = time.time() + timeout
-        with self.ready:
-            while not names <= set(self.conns):
-                left = deadline - time.time()
-                if left <= 0:
-                    missing = sorted(names - set(self.conns))
-                    raise BackendError(
-                        f"device faces did not start within {timeout:g} s: {missing[:5]}"
-                    )
-                self.ready.wait(left)
-
-    def push(self, name: str, message: dict[str, Any]) -> bool:
-        """Send without waiting; False if the face's socket is full or gone."""
-        sock = self.conns.get(name)
-        return sock is not None and self._send(sock, message)
-
-    @staticmethod
-    def _send(sock: socket.socket, message: dict[str, Any]) -> bool:
-        try:
-            sock.send(json.dumps(message, separators=(",", ":")).encode())
-        except OSError:  # BlockingIOError included: the caller sends again later
-            return False
-        return True
-
-    def close(self) -> None:
-        self._stop = True
-        self._thread.join(timeout=2.0)
-        for sock in self.conns.values():
-            sock.close()
-        self.listener.close()
-        self._selector.close()
 
 
 class EmulatedNetwork:
@@ -326,15 +233,9 @@ class EmulatedNetwork:
                 "targets": targets,
             }
             argv = [sys.executable, "-m", "twin.network.emulated.poller"]
-            proc = subprocess.Popen(
-                ["ip", "netns", "exec", self.deployment.netns(poller), *argv],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,
+            proc = self.deployment.spawn(
+                poller, argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE
             )
-            assert self.deployment.inventory is not None
-            self.deployment.inventory.started(proc, where=self.deployment.netns(poller), argv=argv)
             assert proc.stdin is not None and proc.stdout is not None
             proc.stdin.write(json.dumps(plan).encode())
             proc.stdin.close()
@@ -539,7 +440,7 @@ class EmulatedNetwork:
             pool = concurrent.futures.ThreadPoolExecutor(
                 max_workers=1,  # a host's transactions in order, its sessions never shared
                 thread_name_prefix=f"in-{host}",
-                initializer=_enter,
+                initializer=enter,
                 initargs=(self.deployment.netns(host),),
             )
             self._workers[host] = pool
@@ -575,13 +476,13 @@ class EmulatedNetwork:
         if isinstance(txn, Login):
             return self._login(txn)
         if isinstance(txn, Probe):
-            return _probe(txn.src_ip, txn.dst_ip, txn.dst_port)
+            return clients.probe(txn.src_ip, txn.dst_ip, txn.dst_port)
         if isinstance(txn, Transfer):
-            return _transfer(txn)
+            return clients.transfer(txn)
         if isinstance(txn, Ping):
-            return _ping(txn.src_ip, txn.dst_ip)
+            return clients.ping(txn.src_ip, txn.dst_ip)
         if isinstance(txn, Flood):
-            _syn_flood(txn, self.env.speed)
+            clients.syn_flood(txn, self.env.speed)
             return Reply("ok")
         raise TypeError(f"no emulated client for {type(txn).__name__}")
 
@@ -621,13 +522,13 @@ class EmulatedNetwork:
                 ok = telnet_login(txn.dst_ip, 23, txn.username, txn.password,
                                   timeout=CONNECT_TIMEOUT, source=txn.src_ip)  # fmt: skip
             else:  # no real SSH server: the connection is real, the verdict the model's
-                probe = _probe(txn.src_ip, txn.dst_ip, 22)
+                probe = clients.probe(txn.src_ip, txn.dst_ip, 22)
                 if not probe.ok:
                     return probe
                 with self.lock:
                     return self.faces.answer(txn)
         except BackendError as exc:
-            return _failure(exc)
+            return clients.failure(exc)
         return Reply("ok") if ok else Reply("denied", "wrong credentials")
 
     # -- sweeps with nmap -------------------------------------------------------------------
@@ -669,7 +570,7 @@ class EmulatedNetwork:
             if self.deployment.inventory is not None:  # else the run is over, nmap gone
                 self.deployment.stop(proc)
             attribution.t1 = self.env.now
-        found = _nmap_found(out, method)
+        found = clients.nmap_found(out, method)
         sent = sum(ipaddress.ip_network(s).num_addresses - 2 for s in subnets) * (
             1 if method == "icmp" else len(ports)
         )
@@ -773,6 +674,7 @@ class EmulatedNetwork:
         lags = np.array(self.env.lags) if self.env.lags else np.zeros(1)
         return {
             "network": self.deployment.prefix,
+            "nodes": len(self.deployment.nodes),  # Mininet nodes: hosts, zone switches, router
             "speed": self.env.speed,
             "hosts": len(self.topology.hosts),
             "deploy_s": round(self.deploy_s, 2),  # namespaces, router, faces, captures
@@ -785,143 +687,6 @@ class EmulatedNetwork:
             "packets_metered": self._pcap_meter.packets,
             "captures": [str(c.path) for c in self._captures],
         }
-
-
-# -- clients, run in a host's worker thread ------------------------------------------------
-
-
-def _failure(exc: BackendError) -> Reply:
-    text = str(exc)
-    if "refused" in text:
-        return Reply("closed", text)
-    return Reply("timeout", text)
-
-
-def _connect(src: str, ip: str, port: int, timeout: float) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.settimeout(timeout)
-    try:
-        sock.bind((src, 0))  # the device's own address, on a host that may hold several
-        sock.connect((ip, port))
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-def _tcp(
-    src: str, ip: str, port: int, timeout: float, talk: Callable[[socket.socket], None]
-) -> Reply:
-    """Connect from src and `talk`: ok, closed (reset) or timeout (dropped, no answer)."""
-    try:
-        with _connect(src, ip, port, timeout) as sock:
-            talk(sock)
-    except ConnectionRefusedError:
-        return Reply("closed", f"{ip} has no service on port {port}")
-    except OSError as exc:
-        return Reply("timeout", f"{ip}:{port}: {exc}")
-    return Reply("ok")
-
-
-def _probe(src: str, ip: str, port: int) -> Reply:
-    return _tcp(src, ip, port, PROBE_TIMEOUT, lambda sock: None)
-
-
-def _transfer(txn: Transfer) -> Reply:
-    """Send bytes_out (starting with how many bytes are wanted back), then read them."""
-
-    def bulk(sock: socket.socket) -> None:
-        sock.settimeout(10.0)
-        head = XFER_HEADER.pack(txn.bytes_in)
-        sock.sendall(head)
-        left = max(0, txn.bytes_out - len(head))
-        while left > 0:
-            n = min(left, 1 << 16)
-            sock.sendall(bytes(n))
-            left -= n
-        sock.shutdown(socket.SHUT_WR)
-        while sock.recv(1 << 16):
-            pass
-
-    return _tcp(txn.src_ip, txn.dst_ip, txn.dst_port, CONNECT_TIMEOUT, bulk)
-
-
-def _checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
-
-
-def _ping(src: str, ip: str, timeout: float = 1.0) -> Reply:
-    ident = random.getrandbits(16)
-    body = b"twin-ping" + bytes(47)
-    head = struct.pack("!BBHHH", 8, 0, 0, ident, 1)
-    packet = struct.pack("!BBHHH", 8, 0, _checksum(head + body), ident, 1) + body
-    with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP) as sock:
-        sock.bind((src, 0))
-        sock.settimeout(timeout)
-        sock.sendto(packet, (ip, 0))
-        deadline = time.time() + timeout
-        while (left := deadline - time.time()) > 0:
-            sock.settimeout(left)
-            try:
-                data, (sender, _) = sock.recvfrom(2048)
-            except TimeoutError:
-                break
-            ihl = (data[0] & 0x0F) * 4
-            if (
-                sender == ip
-                and data[ihl] == 0
-                and struct.unpack("!H", data[ihl + 4 : ihl + 6])[0] == ident
-            ):
-                return Reply("ok")
-    return Reply("timeout", f"no echo reply from {ip}")
-
-
-def _syn_flood(txn: Flood, speed: float) -> None:
-    """Real SYNs at the flood's rate (wall time at the run's speed), at most MAX_FLOOD_PACKETS."""
-    count = min(txn.packets, MAX_FLOOD_PACKETS)
-    duration = max(txn.duration / speed, 0.05)
-    src = socket.inet_aton(txn.src_ip)
-    dst = socket.inet_aton(txn.dst_ip)
-    with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP) as sock:
-        sock.bind((txn.src_ip, 0))
-        start = time.time()
-        for i in range(count):
-            sport = 1024 + (i * 7919) % 64000
-            head = struct.pack("!HHIIBBHHH", sport, txn.dst_port, i, 0, 5 << 4, 0x02, 1024, 0, 0)
-            pseudo = src + dst + struct.pack("!BBH", 0, socket.IPPROTO_TCP, len(head))
-            head = head[:16] + struct.pack("!H", _checksum(pseudo + head)) + head[18:]
-            with contextlib.suppress(OSError):
-                sock.sendto(head, (txn.dst_ip, 0))
-            ahead = start + duration * (i + 1) / count - time.time()
-            if ahead > 0.001:
-                time.sleep(ahead)
-
-
-def _nmap_found(path: Path, method: str) -> dict[str, set[int]]:
-    found: dict[str, set[int]] = {}
-    try:
-        root = ET.parse(path).getroot()
-    except (OSError, ET.ParseError) as exc:
-        raise BackendError(f"nmap wrote no readable report at {path}: {exc}") from exc
-    for host in root.iter("host"):
-        status = host.find("status")
-        address = host.find("address[@addrtype='ipv4']")
-        if address is None or status is None or status.get("state") != "up":
-            continue
-        ip = address.get("addr", "")
-        ports = {
-            int(p.get("portid", 0))
-            for p in host.iter("port")
-            if (s := p.find("state")) is not None and s.get("state") == "open"
-        }
-        if method == "icmp" or ports:
-            found[ip] = ports
-    return found
 
 
 @contextlib.contextmanager

@@ -42,7 +42,7 @@ from twin import logins
 from twin.devices import KINDS
 from twin.logins import Banner, LoginAttempt, serve_http, serve_telnet
 from twin.modbus import DeviceFace, Identity, Peer, RegisterStore, RegisterWrite
-from twin.network.emulated.netns import _enter
+from twin.network.emulated.netns import enter
 
 log = logging.getLogger(__name__)
 
@@ -224,7 +224,7 @@ class Child:
 
 
 def _child(spec: HostSpec, link_path: str) -> None:
-    _enter(spec.netns)
+    enter(spec.netns)
     Child(spec, link_path).serve()
 
 

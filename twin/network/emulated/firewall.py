@@ -1,6 +1,6 @@
 """The zone firewall as iptables rules compiled from a Policy, and its live response changes.
 
-The rules mirror `Policy.verdict` rule for rule, in the router's own namespace:
+The rules mirror `Policy.verdict` rule for rule, in the router node's namespace:
 
     FORWARD (policy DROP)
       QUARANTINE   a quarantined address, either way        -> deny (cuts live flows too)
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
+from twin.errors import BackendError
 from twin.network.emulated import netns as ns
 from twin.network.emulated.topology import Topology
 from twin.network.policy import Conduit, Policy
@@ -130,20 +131,25 @@ class Firewall:
     response chains are rewritten from it atomically (iptables-restore --noflush).
     """
 
-    def __init__(self, policy: Policy, topology: Topology, netns: str) -> None:
+    def __init__(self, policy: Policy, topology: Topology, router: int | None = None) -> None:
         if policy.design_name != topology.design:
             raise ValueError(
                 f"policy is for design {policy.design_name!r}, topology for {topology.design!r}"
             )
         self.policy = policy
         self.topology = topology
-        self.netns = netns
+        self.router = router  # the pid of the router node's shell, once it runs
+
+    def _in_router(self, argv: list[str]) -> list[str]:
+        if self.router is None:
+            raise BackendError(f"the router of {self.topology.facility} is not running")
+        return ns.inside(self.router, argv)
 
     def _restore(self, text: str, *, noflush: bool) -> None:
-        argv = ["ip", "netns", "exec", self.netns, "iptables-restore", "-w"]
+        argv = ["iptables-restore", "-w"]
         if noflush:
             argv.append("--noflush")
-        ns.run(argv, what=f"firewall in {self.netns}", stdin=text)
+        ns.run(self._in_router(argv), what=f"firewall in {self.topology.router}", stdin=text)
 
     def install(self) -> None:
         self._restore(ruleset(self.policy, self.topology), noflush=False)
@@ -167,8 +173,8 @@ class Firewall:
     def rules(self) -> str:
         """The filter table as the kernel holds it now (iptables-save), for checks and reports."""
         return ns.run(
-            ["ip", "netns", "exec", self.netns, "iptables-save", "-t", "filter"],
-            what=f"read firewall in {self.netns}",
+            self._in_router(["iptables-save", "-t", "filter"]),
+            what=f"read firewall in {self.topology.router}",
         )
 
     def routed_zones(self) -> frozenset[str]:

@@ -1,10 +1,19 @@
 """What an emulated run created, torn down in reverse even after errors, and reaped after a kill.
 
-The inventory is written to a state file before each thing is made, so a run killed
-with SIGKILL (no `finally` runs) leaves a list that `reap(state_file)` works through
-later. Only two kinds of thing are ever made: network namespaces (every bridge, veth,
-address, route and iptables rule of the twin lives inside one, so it goes with it) and
-processes, known by pid *and* start time so a recycled pid is never signalled.
+The inventory is written to a state file as each thing is made, so a run killed with
+SIGKILL (no `finally` runs) leaves a list that `reap(state_file)` works through later.
+Only two kinds of thing are ever made, each known by pid *and* start time so a recycled
+pid is never signalled:
+
+- Mininet nodes: a shell in network namespaces of its own (every bridge, veth, address,
+  route and iptables rule of the twin lives inside one, so it goes with it). The
+  namespace ends with the last process inside it: the shell is killed, and so is
+  anything still in its namespace (found by the namespace's inode, taken while the
+  recorded shell is alive, so a namespace that is gone is never mistaken for another).
+- processes started in a node (faces, pollers, captures, tools): a session each,
+  ended as a group, SIGTERM first so tcpdump can close its file.
+
+Nothing is ever found or ended by name, as Mininet's own cleanup does.
 """
 
 from __future__ import annotations
@@ -17,7 +26,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -66,7 +75,7 @@ class Reaped:
     """What a teardown or reap ended: counts a caller can report."""
 
     processes: int
-    namespaces: int
+    namespaces: int  # Mininet nodes, each the only holder of its network namespaces
 
 
 def _signal(proc: ProcessId, group: bool, sig: signal.Signals) -> None:
@@ -106,29 +115,45 @@ def _stop_processes(
     return len(live)
 
 
-def _delete_namespaces(names: Sequence[str]) -> int:
-    # A namespace lives on while any process is in it, even after `ip netns del`;
-    # whatever is still inside one of ours was started by this run (or its children).
-    strays = [pid for pids in ns.pids_inside(names).values() for pid in pids]
-    for pid in strays:
-        if pid != os.getpid():
+def _stop_nodes(
+    entries: Sequence[dict[str, Any]], popens: dict[int, subprocess.Popen[bytes]]
+) -> int:
+    """Kill the nodes' shells and everything inside their namespaces; wait until all is gone."""
+    nodes = [ProcessId(e["pid"], e["start"]) for e in entries]
+    live = [n for n in nodes if n.alive()]
+    # only namespaces a live recorded shell is in: the inode of one that is gone may be reused
+    namespaces = {i for n in live if (i := ns.inode_of(n.pid)) is not None}
+    for node in live:
+        _signal(node, True, signal.SIGKILL)  # an interactive shell shrugs off SIGTERM
+    deadline = time.monotonic() + GRACE
+    while True:
+        strays = [p for p in ns.pids_inside(namespaces) if p != os.getpid()]
+        for pid in strays:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+        for node in nodes:
+            popen = popens.get(node.pid)
+            if popen is not None:
+                popen.poll()  # collects our own child; another's is collected by init
+        if (not strays and not any(n.alive() for n in live)) or time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
+    for node in nodes:
+        popen = popens.pop(node.pid, None)
+        if popen is not None:
+            popen.wait()
     # Thread.join() returns a moment before the kernel task is gone: give them that moment
     deadline = time.monotonic() + 0.5
-    lingering = ns.own_threads_inside(names)
+    lingering = ns.own_threads_inside(namespaces)
     while lingering and time.monotonic() < deadline:
         time.sleep(0.02)
-        lingering = ns.own_threads_inside(names)
-    for name, threads in lingering.items():
-        # the namespace (and its links) outlives `netns del` until these threads end
-        log.warning("%d threads of this process are still inside %s", len(threads), name)
-    present = [n for n in names if ns.exists(n)]
-    ns.ip_batch((f"netns del {n}" for n in present), what="delete network namespaces", force=True)
-    left = [n for n in present if ns.exists(n)]
+        lingering = ns.own_threads_inside(namespaces)
+    if lingering:  # the namespace (and its links) outlives its shell until these end
+        log.warning("%d threads of this process are still inside the run's nodes", len(lingering))
+    left = [n.pid for n in live if n.alive()] + ns.pids_inside(namespaces)
     if left:
-        raise BackendError(f"network namespaces could not be deleted: {left}")
-    return len(present)
+        raise BackendError(f"processes of the run's nodes did not end: {sorted(set(left))[:10]}")
+    return len(live)
 
 
 def _tear_down(
@@ -146,8 +171,8 @@ def _tear_down(
         try:
             if kind == "process":
                 stopped += _stop_processes(run, popens)
-            elif kind == "netns":
-                deleted += _delete_namespaces([e["name"] for e in run])
+            elif kind == "node":
+                deleted += _stop_nodes(run, popens)
             else:
                 errors.append(f"unknown inventory entry {run[0]!r}")
         except (BackendError, OSError) as exc:
@@ -205,8 +230,8 @@ class Inventory:
         self.close(raising=exc is None)
 
     @property
-    def namespaces(self) -> list[str]:
-        return [e["name"] for e in self._entries if e["kind"] == "netns"]
+    def nodes(self) -> list[ProcessId]:
+        return [ProcessId(e["pid"], e["start"]) for e in self._entries if e["kind"] == "node"]
 
     @property
     def processes(self) -> list[ProcessId]:
@@ -215,10 +240,15 @@ class Inventory:
     def _save(self) -> None:
         _write_state(self.state_file, self.owner, self._entries)
 
-    def will_create_namespaces(self, names: Iterable[str]) -> None:
-        """Record namespaces *before* making them, so a kill mid-way still lists them."""
+    def started_node(self, name: str, shell: subprocess.Popen[bytes]) -> None:
+        """Record a Mininet node just created: its shell holds its namespaces."""
+        pid = ProcessId.of(shell.pid)
+        if pid is None:
+            raise BackendError(f"the shell of Mininet node {name} ended at once")
+        entry = {"kind": "node", "pid": pid.pid, "start": pid.start, "name": name}
         with self._lock:
-            self._entries += [{"kind": "netns", "name": n} for n in names]
+            self._popens[shell.pid] = shell
+            self._entries.append(entry)
             self._save()
 
     def started(self, popen: subprocess.Popen[bytes], *, where: str, argv: Sequence[str]) -> None:

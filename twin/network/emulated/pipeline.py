@@ -84,25 +84,17 @@ def capture(
     if direction not in ("in", "out", "inout"):
         raise ValueError(f"direction must be in, out or inout, got {direction!r}")
     path = Path(path)
-    inventory = deployment.inventory
-    if inventory is None:
+    if deployment.inventory is None:
         raise BackendError(f"{deployment.prefix} is not deployed")
     if host_or_router_iface in _router_ifaces(deployment):
-        where, iface = deployment.router_netns, host_or_router_iface
+        where, iface = deployment.router, host_or_router_iface
     else:
-        where, iface = deployment.netns(host_or_router_iface), "eth0"
+        where, iface = host_or_router_iface, "eth0"
     argv = [
         "tcpdump", "-i", iface, "-Q", direction, "-n", "-p", "--immediate-mode", "-U",
         "-Z", "root", "-w", str(path),
     ]  # fmt: skip
-    proc = subprocess.Popen(
-        ["ip", "netns", "exec", where, *argv],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,  # as Deployment.spawn: stopped as a group, by its pid
-    )
-    inventory.started(proc, where=where, argv=argv)
+    proc = deployment.spawn(where, argv, stderr=subprocess.PIPE)
     result = Capture(proc, path, f"{where}:{iface}")
     assert proc.stderr is not None
     said = []

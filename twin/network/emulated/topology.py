@@ -11,7 +11,7 @@ import ipaddress
 import re
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Literal
+from typing import Any, Literal
 
 from twin.devices import Device
 from twin.errors import BackendError
@@ -19,6 +19,8 @@ from twin.facility import Facility
 
 HOST_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")  # as device names: safe in namespace names
 IFNAMSIZ = 15  # longest Linux interface name
+SWITCH_NAME_MAX = 9  # a port is "<switch>-h<n>": room for up to 9,999 hosts in a zone
+ROUTER_NAMES = ("router", "fw-router")
 # interface names that would clash with /proc/sys/net/ipv4/conf/{all,default}
 RESERVED_IFNAMES = frozenset({"lo", "all", "default"})
 FIRST_HOST = 10  # Facility allocates from .10; .1 is the router's
@@ -32,13 +34,13 @@ def _mac(*parts: str) -> str:
 
 @dataclass(frozen=True)
 class Segment:
-    """A zone: one bridge in the switch namespace, and the router's leg on it."""
+    """A zone: one bridge (a Mininet switch of its own), and the router's leg on it."""
 
     zone: str
     subnet: ipaddress.IPv4Network
     gateway: ipaddress.IPv4Address  # the router's address in the zone: .1
     internet: bool
-    ifname: str  # the bridge in the switch namespace and the router's interface share it
+    ifname: str  # the switch (and its bridge) and the router's interface on it share it
     uplink: str  # the router's port on the bridge (switch namespace)
     router_mac: str
 
@@ -59,7 +61,7 @@ class Host:
     zone: str
     ip: ipaddress.IPv4Address
     mac: str
-    port: str  # its port on the zone's bridge (switch namespace); its own side is eth0
+    port: str  # its port on the zone's bridge (switch's namespace); its own side is eth0
     role: Literal["device", "attacker"]
     members: tuple[tuple[str, ipaddress.IPv4Address], ...] = ()
 
@@ -80,6 +82,7 @@ class Topology:
     kind: Literal["flat", "zoned", "micro"]
     segments: tuple[Segment, ...]
     hosts: tuple[Host, ...]
+    router: str = "router"  # the router node's name: never a host's or a switch's
 
     @classmethod
     def of(
@@ -103,7 +106,12 @@ class Topology:
             raise BackendError(f"facility {facility.name!r} has no design {design!r}")
         internet = set(facility.internet_zones())
         segments: list[Segment] = []
-        taken_ifnames: set[str] = set()
+        # switches are nodes too: their names may not be a host's (nor the router's)
+        hosts_named = {d.name for d in facility.devices} | {d.group for d in facility.devices}
+        if attacker is not None:
+            hosts_named.add(attacker[0])
+        router = next((n for n in ROUTER_NAMES if n not in hosts_named), "twin-router")
+        taken_ifnames: set[str] = hosts_named | {router}
         for j, zone in enumerate(facility.zones.values()):
             if not isinstance(zone.subnet, ipaddress.IPv4Network):
                 problems.append(f"zone {zone.name!r}: {zone.subnet} is not IPv4")
@@ -112,7 +120,11 @@ class Topology:
                 problems.append(f"zone {zone.name!r}: {zone.subnet} has no room for a router")
                 continue
             ifname = zone.name
-            if len(ifname) > IFNAMSIZ or ifname in RESERVED_IFNAMES or ifname in taken_ifnames:
+            if (
+                len(ifname) > SWITCH_NAME_MAX
+                or ifname in RESERVED_IFNAMES
+                or ifname in taken_ifnames
+            ):
                 ifname = f"zone{j}"
             taken_ifnames.add(ifname)
             segments.append(
@@ -122,7 +134,7 @@ class Topology:
                     gateway=zone.subnet.network_address + 1,
                     internet=zone.name in internet,
                     ifname=ifname,
-                    uplink=f"up{j}",
+                    uplink=f"{ifname}-up",
                     router_mac=_mac("router", facility.name, zone.name),
                 )
             )
@@ -132,6 +144,12 @@ class Topology:
         for device in facility.devices:
             groups.setdefault(device.group, []).append(device)
         shared: dict[str, list[tuple[str, ipaddress.IPv4Address]]] = {}
+        ports: dict[str, int] = {}
+
+        def port(zone: str) -> str:
+            ports[zone] = ports.get(zone, 0) + 1
+            return f"{by_zone[zone].ifname}-h{ports[zone]}"
+
         for device in facility.devices:
             seg = by_zone.get(device.zone)
             if seg is None:
@@ -141,12 +159,12 @@ class Topology:
             group = groups[device.group]
             if not share_groups or len(group) < 2 or device.group in facility.by_name:
                 hosts.append(
-                    Host(device.name, device.zone, ip, device.mac, f"h{len(hosts)}", "device")
+                    Host(device.name, device.zone, ip, device.mac, port(device.zone), "device")
                 )
             elif device.group not in shared:
                 shared[device.group] = [(device.name, ip)]
                 hosts.append(
-                    Host(device.group, device.zone, ip, device.mac, f"h{len(hosts)}", "device")
+                    Host(device.group, device.zone, ip, device.mac, port(device.zone), "device")
                 )
             else:
                 shared[device.group].append((device.name, ip))
@@ -170,7 +188,7 @@ class Topology:
             else:
                 problems += _address_problems(f"attacker {name!r}", v4, seg)
                 mac = _mac("attacker", facility.name, name)
-                hosts.append(Host(name, seg.zone, v4, mac, f"h{len(hosts)}", "attacker"))
+                hosts.append(Host(name, seg.zone, v4, mac, port(seg.zone), "attacker"))
         if problems:
             raise BackendError(
                 f"{facility.name} cannot be emulated:\n" + "\n".join(f"  {p}" for p in problems)
@@ -181,7 +199,57 @@ class Topology:
             kind=facility.designs[design].kind,
             segments=tuple(segments),
             hosts=tuple(hosts),
+            router=router,
         )
+
+    def plan(self, rules: str) -> dict[str, Any]:
+        """The topology as plain data for `FacilityTopo`, with the router's iptables rules."""
+        routed = self.kind == "micro"
+        by_zone = {s.zone: s for s in self.segments}
+        return {
+            "facility": self.facility,
+            "design": self.design,
+            "kind": self.kind,
+            "router": {
+                "name": self.router,
+                "rules": rules,
+                "legs": [
+                    {
+                        "intf": s.ifname,
+                        "gateway": s.gateway_cidr,
+                        "mac": s.router_mac,
+                        "isolated": routed,
+                    }
+                    for s in self.segments
+                ],
+            },
+            "segments": [
+                {
+                    "zone": s.zone,
+                    "switch": s.ifname,
+                    "uplink": s.uplink,
+                    "subnet": str(s.subnet),
+                    "internet": s.internet,
+                    "isolated": routed,
+                }
+                for s in self.segments
+            ],
+            "hosts": [
+                {
+                    "name": h.name,
+                    "zone": h.zone,
+                    "switch": by_zone[h.zone].ifname,
+                    "port": h.port,
+                    "ip": f"{h.ip}/{by_zone[h.zone].subnet.prefixlen}",
+                    "extra_ips": [str(ip) for _, ip in h.members[1:]],
+                    "mac": h.mac,
+                    "gateway": str(by_zone[h.zone].gateway),
+                    "role": h.role,
+                    "devices": [name for name, _ in h.devices],
+                }
+                for h in self.hosts
+            ],
+        }
 
     @cached_property
     def _hosts(self) -> dict[str, Host]:
@@ -215,3 +283,18 @@ def _address_problems(what: str, ip: ipaddress.IPv4Address, seg: Segment) -> lis
     if ip in (seg.subnet.network_address, seg.subnet.broadcast_address, seg.gateway):
         return [f"{what}: {ip} is reserved in {seg.subnet} (network, broadcast or router)"]
     return []
+
+
+def plan_of(
+    facility: Facility,
+    design: str,
+    *,
+    attacker: tuple[str, str] | None = None,
+    share_groups: bool = False,
+) -> dict[str, Any]:
+    """The Mininet plan of a facility under a design, its router holding the design's rules."""
+    from twin.network.emulated.firewall import ruleset  # the firewall reads topologies
+    from twin.network.policy import Policy
+
+    topology = Topology.of(facility, design, attacker=attacker, share_groups=share_groups)
+    return topology.plan(ruleset(Policy(facility, design, facility.designs[design]), topology))
