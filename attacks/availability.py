@@ -71,6 +71,7 @@ class FloodParams(TechniqueParams):
 class DenialOfService(Technique):
     name = "flood"
     compromises = False
+    changes = ("health", "process")  # it stops answering, and a controller stalls
     technique_id = "T0814"
     summary = "SYN-flood a device past its capacity: it stops answering and a controller stalls"
     params = FloodParams

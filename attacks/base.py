@@ -39,6 +39,9 @@ class Technique:
     # does success put the target under the attacker's control (blast radius)? Recon,
     # denial of service and exfiltration do not.
     compromises: ClassVar[bool] = True
+    # what success changes beyond the wire, recorded in the truth as signals the step caused:
+    # "process" (the target's process signals) and/or "health" (its availability)
+    changes: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def check(cls, step: StepSpec, params: Any, facility: Facility) -> list[Problem]:

@@ -28,6 +28,7 @@ class ModbusWriteParams(TechniqueParams):
 class ModbusWriteSetpoint(Technique):
     name = "modbus_write"
     technique_id = "T0836"
+    changes = ("process",)
     summary = "write a setpoint or command register over Modbus/TCP from the foothold"
     params = ModbusWriteParams
 
@@ -161,6 +162,7 @@ class RegisterWrites(Technique):
     # manipulated control shows in the physics only as the process drifts: a tank passes
     # its old setpoint, a room its band, tens of minutes after the write
     grace = 1800.0
+    changes = ("process",)
 
     @classmethod
     def planned(cls, params: Any) -> list[Planned]:

@@ -52,6 +52,7 @@ class FirmwareImplant(Technique):
     )
     params = ImplantParams
     grace = ATTESTATION_INTERVAL + 600.0  # seen only at the next firmware attestation
+    changes = ("process",)  # a biasing implant moves its setpoint
 
     @classmethod
     def check(cls, step: StepSpec, params: Any, facility: Facility) -> list[Problem]:
@@ -137,6 +138,7 @@ class RogueParams(TechniqueParams):
 class RogueDevice(Technique):
     name = "rogue_device"
     technique_id = "T0848"
+    compromises = False  # the attacker's own box on a switch port: no site device is theirs
     summary = "plug a small computer into a zone's switch; later steps act 'from' it (its step id)"
     params = RogueParams
     needs_target = False
@@ -180,6 +182,7 @@ class UnlockParams(TechniqueParams):
 class UnlockDoors(Technique):
     name = "unlock_doors"
     technique_id = "T0855"
+    changes = ("process",)
     summary = "release door locks with Modbus coil writes, then let accomplices walk in unbadged"
     params = UnlockParams
     needs_target = False

@@ -38,6 +38,7 @@ class Replay(Technique):
     params = ReplayParams
     needs_target = False  # optional: only writes to the target are replayed
     grace = 1800.0  # the replayed command's effect builds up over tens of minutes
+    changes = ("process",)
 
     @classmethod
     def check(cls, step: StepSpec, params: Any, facility: Facility) -> list[Problem]:

@@ -6,7 +6,8 @@ from typing import Self
 
 import pandas as pd
 
-from detectors.base import Detector, SiteView, first_seen, summarise
+from detectors.base import Detector, SiteView, cite, first_seen, summarise
+from twin import evidence
 from twin.telemetry import Alert, TelemetryBatch
 
 WRITE_FUNCTIONS = frozenset({5, 6, 15, 16})
@@ -23,6 +24,13 @@ def _fc_pairs(flows: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=["src_ip", "dst_ip", "fc", "t_export"])
     m = m.assign(fc=m["modbus_fc_set"].str.split(",")).explode("fc")
     return m[["src_ip", "dst_ip", "fc", "t_export"]]
+
+
+def _cite_function(flows: pd.DataFrame, src: str, dst: str, fc: str) -> tuple[str, ...]:
+    """The flows from `src` to `dst` that carried Modbus function `fc`."""
+    pair = flows[(flows["src_ip"] == src) & (flows["dst_ip"] == dst)]
+    used = pair["modbus_fc_set"].astype(str).str.split(",").map(lambda fcs: fc in fcs)
+    return evidence.flows(pair["flow_id"][used.astype(bool)])
 
 
 class Allowlist(Detector):
@@ -142,6 +150,7 @@ class Allowlist(Detector):
                 float(g["t"].min()), self.name, "medium", d.name if d else src, src,
                 dsts[0] if len(dsts) == 1 else "", "T0886",
                 f"{len(said)} new path{'s' if len(said) > 1 else ''} from {site.name(src)}: {summarise(said)}",
+                evidence=cite(f, src_ip=src, dst_ip=dsts, dst_port=set(g["dst_port"])),
             ))  # fmt: skip
         if self.check_functions:
             fcs = self._keyed(first_seen(self._fc_pairs(f), ["src_ip", "dst_ip", "fc"]))
@@ -167,6 +176,7 @@ class Allowlist(Detector):
                     float(r.t), self.name, "high" if write else "medium", d.name if d else r.src_ip,
                     r.src_ip, r.dst_ip, "T0836" if write else "T0888",
                     f"new Modbus function {r.fc} from {site.name(r.src_ip)} to {site.name(r.dst_ip)}",
+                    evidence=_cite_function(f, r.src_ip, r.dst_ip, str(r.fc)),
                 ))  # fmt: skip
             if self.learn_online:
                 self.functions_.update((r.src, r.dst, r.fc) for r in novel.itertuples())

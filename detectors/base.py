@@ -6,8 +6,10 @@ import inspect
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
+import numpy as np
 import pandas as pd
 
+from twin import evidence
 from twin.devices import KINDS, Device
 from twin.facility import Facility
 from twin.network.policy import Policy
@@ -89,6 +91,21 @@ def first_seen(flows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     # plain aggregations: named ones cost several times more on every batch
     out = flows.groupby(keys, sort=True, observed=True)["t_export"].agg(["min", "size"])
     return out.rename(columns={"min": "t", "size": "flows"}).reset_index()
+
+
+def cite(flows: pd.DataFrame, **match: Any) -> tuple[str, ...]:
+    """Evidence tokens of the flows whose columns equal `match` (a collection: any of it).
+
+    Called only for the few groups that raise an alert, so it may scan the batch.
+    """
+    mask = np.ones(len(flows), dtype=bool)
+    for column, want in match.items():
+        col = flows[column]
+        if isinstance(want, (list, tuple, set, frozenset, pd.Series, np.ndarray)):
+            mask &= col.isin(list(want)).to_numpy()
+        else:
+            mask &= (col == want).to_numpy()
+    return evidence.flows(flows["flow_id"].to_numpy()[mask])
 
 
 def summarise(items: list[str], limit: int = 3) -> str:

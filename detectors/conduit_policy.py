@@ -6,7 +6,7 @@ from typing import Self
 
 import pandas as pd
 
-from detectors.base import Detector, SiteView, first_seen, summarise
+from detectors.base import Detector, SiteView, cite, first_seen, summarise
 from twin.telemetry import Alert, TelemetryBatch
 
 WRITER_ROLES = frozenset({"engineering"})
@@ -81,6 +81,7 @@ class ConduitPolicy(Detector):
                     alerts.append(self._alert(
                         float(row.t), "high", "T0836", row.src_ip, row.dst_ip,
                         f"Modbus write from non-engineering host {site.name(row.src_ip)} to {site.name(row.dst_ip)}",
+                        cite(rogue, src_ip=row.src_ip, dst_ip=row.dst_ip),
                     ))  # fmt: skip
 
         # a scan is many probe-like flows (a SYN or two, at most one packet back); fan-out
@@ -96,6 +97,7 @@ class ConduitPolicy(Detector):
             alerts.append(self._alert(
                 float(info["t"]), "high", "T0846", str(src), "",
                 f"scan: {site.name(str(src))} touched {int(info['pairs'])} address/port pairs on {int(info['hosts'])} hosts",
+                cite(probes, src_ip=str(src)),
             ))  # fmt: skip
         return alerts
 
@@ -117,11 +119,22 @@ class ConduitPolicy(Detector):
             out.append(self._alert(
                 float(g["t"].min()), severity, technique, src, dst,
                 f"{what}: {site.name(src)} ({site.zone(src)}) -> zone {zone or '?'}: {summarise(targets)}",
+                cite(flows, src_ip=src, dst_ip=set(g["dst_ip"]), dst_port=set(g["dst_port"])),
             ))  # fmt: skip
         return out
 
     def _alert(
-        self, t: float, severity: str, technique: str, src: str, dst: str, reason: str
+        self,
+        t: float,
+        severity: str,
+        technique: str,
+        src: str,
+        dst: str,
+        reason: str,
+        cited: tuple[str, ...],
     ) -> Alert:
         d = self.site_.device(src) or (self.site_.device(dst) if dst else None)
-        return Alert(t, self.name, severity, d.name if d else src, src, dst, technique, reason)
+        return Alert(
+            t, self.name, severity, d.name if d else src, src, dst, technique, reason,
+            evidence=cited,
+        )  # fmt: skip

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from detectors.base import Detector, SiteView, summarise
+from twin import evidence
 from twin.telemetry import Alert, TelemetryBatch
 
 ENVELOPE_Z = 3.0  # the warm-up's most extreme value scores this much, so alerts need more
@@ -114,7 +115,7 @@ def episode_alerts(
             float(g["t_export"].min()), name, "high" if score > 2 * threshold else "medium",
             d.name if d else src, src, dsts[0] if len(dsts) == 1 else "", technique,
             f"{site.name(src)}: {why}; {len(g)} flow{'s' if len(g) > 1 else ''} to "
-            f"{summarise([site.name(x) for x in dsts])}", score,
+            f"{summarise([site.name(x) for x in dsts])}", score, evidence.flows(g["flow_id"]),
         ))  # fmt: skip
     return out
 

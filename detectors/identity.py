@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from detectors.base import Detector, SiteView, summarise
+from twin import evidence
 from twin.telemetry import Alert, TelemetryBatch
 
 FIRMWARE_EVENTS = ("firmware_report",)
@@ -71,7 +72,8 @@ class Identity(Detector):
         self.server_ |= set(zip(served["dst_ip"], served["dst_port"].astype(int), strict=True))
         self.documented_: dict[tuple[str, str, int], bool] = {}
         self.flagged_: set[tuple[str, ...]] = set()
-        self.failures_: dict[str, list[tuple[float, str]]] = {}  # device -> recent (t, source)
+        # device -> recent (t, source, event id)
+        self.failures_: dict[str, list[tuple[float, str, int]]] = {}
         self.burst_: dict[str, float] = {}  # device -> last failure of an alerted burst
         return self
 
@@ -95,9 +97,19 @@ class Identity(Detector):
         return sorted(alerts, key=lambda a: (a.t, a.device, a.reason))
 
     def _alert(
-        self, t: float, severity: str, technique: str, device: str, src: str, dst: str, why: str
+        self,
+        t: float,
+        severity: str,
+        technique: str,
+        device: str,
+        src: str,
+        dst: str,
+        why: str,
+        cited: tuple[str, ...],
     ) -> Alert:
-        return Alert(float(t), self.name, severity, device, src, dst, technique, why)
+        return Alert(
+            float(t), self.name, severity, device, src, dst, technique, why, evidence=cited
+        )
 
     def _firmware(self, events: pd.DataFrame) -> list[Alert]:
         out = []
@@ -112,15 +124,26 @@ class Identity(Detector):
             self.flagged_.add(key)
             if images is None:
                 why = f"firmware report from {r.device} ({r.ip}), which the inventory does not list"
-                out.append(self._alert(r.t, "high", "T0848", r.device, r.ip, "", why))
+                out.append(
+                    self._alert(
+                        r.t,
+                        "high",
+                        "T0848",
+                        r.device,
+                        r.ip,
+                        "",
+                        why,
+                        evidence.events((r.event_id,)),
+                    )
+                )
                 continue
             want = ", ".join(sorted(f"{v} {h[:12]}" for v, h in images))
             same = any(v == r.version for v, _ in images)  # a doctored build under a known name
             why = f"{r.device} attests firmware {r.version} {r.digest[:12]}; inventory: {want}"
             why += " (same version, different image)" if same else ""
-            out.append(
-                self._alert(r.t, "critical", "T0857" if same else "T0839", r.device, "", r.ip, why)
-            )
+            technique = "T0857" if same else "T0839"
+            cited = evidence.events((r.event_id,))
+            out.append(self._alert(r.t, "critical", technique, r.device, "", r.ip, why, cited))
         return out
 
     def _newcomers(self, ev: pd.DataFrame) -> list[Alert]:
@@ -143,7 +166,9 @@ class Identity(Detector):
             )
             refused = r.kind == "port_security_violation"
             why += f" on {r.device}" + (" (refused by port security)" if refused else "")
-            out.append(self._alert(r.t, "medium" if refused else "high", "T0848", who, ip, "", why))
+            severity = "medium" if refused else "high"
+            cited = evidence.events((r.event_id,))
+            out.append(self._alert(r.t, severity, "T0848", who, ip, "", why, cited))
         return out
 
     def _strangers(self, c: Columns) -> list[Alert]:
@@ -158,7 +183,10 @@ class Identity(Detector):
                     continue
                 self.flagged_.add(("ip", ip))
                 why = f"{ip} in zone {zone} {how} but is not in the inventory"
-                out.append(self._alert(c.t[col == ip].min(), "high", "T0848", ip, ip, "", why))
+                cited = evidence.flows(c.ids[col == ip])
+                out.append(
+                    self._alert(c.t[col == ip].min(), "high", "T0848", ip, ip, "", why, cited)
+                )
         return out
 
     def _documented(self, src: str, dst: str, port: int) -> bool:
@@ -180,11 +208,16 @@ class Identity(Detector):
             mine = [(p, d) for s, p, d in new if s == src]
             ports = sorted({p for p, _ in mine})
             peers = list(dict.fromkeys(self.site_.name(d) for _, d in mine))
-            t = c.t[(c.src == src) & np.isin(c.port, ports)].min()
+            used_now = (c.src == src) & np.isin(c.port, ports)
+            t = c.t[used_now].min()
             dst = mine[0][1] if len(peers) == 1 else ""
             name, used = by_ip[src].name, summarise([str(p) for p in ports])
             why = f"{name} now uses port{'s' * (len(ports) > 1)} {used} (never in the warm-up, no conduit) to {summarise(peers)}"
-            out.append(self._alert(t, "medium", "T0869", name, src, dst, why))
+            out.append(
+                self._alert(
+                    t, "medium", "T0869", name, src, dst, why, evidence.flows(c.ids[used_now])
+                )
+            )
         offers = {
             (d, p) for d, p in set(zip(c.dst, c.port, strict=True)) if d in by_ip
         } - self.server_
@@ -194,10 +227,12 @@ class Identity(Detector):
             offers = set(zip(served["dst_ip"], served["dst_port"].astype(int), strict=True))
             for dst in sorted({d for d, _ in offers}):
                 ports = sorted(p for d, p in offers if d == dst)
-                t = served["t_export"][served["dst_ip"] == dst].min()
+                mine = served["dst_ip"] == dst
+                t = served["t_export"][mine].min()
                 name, on = by_ip[dst].name, summarise([str(p) for p in ports])
                 why = f"{name} answers on port {on}, a service it does not offer"
-                out.append(self._alert(t, "medium", "T0839", name, "", dst, why))
+                cited = evidence.flows(served["flow_id"][mine])
+                out.append(self._alert(t, "medium", "T0839", name, "", dst, why, cited))
         if self.learn_online:
             self.client_.update((s, p) for s, p, _ in new)
             self.server_.update(offers)
@@ -209,7 +244,7 @@ class Identity(Detector):
         for r in ev.sort_values("t", kind="stable").itertuples():
             t, device = float(r.t), str(r.device)
             recent = [x for x in self.failures_.get(device, []) if x[0] > t - self.window_s]
-            recent.append((t, str(r.src_ip)))
+            recent.append((t, str(r.src_ip), int(r.event_id)))
             self.failures_[device] = recent
             if t - self.burst_.get(device, -np.inf) <= self.window_s:
                 self.burst_[device] = t  # the same burst goes on
@@ -217,12 +252,13 @@ class Identity(Detector):
             if r.kind != "account_locked" and len(recent) < self.max_failures:
                 continue
             self.burst_[device] = t
-            sources = pd.Series([s for _, s in recent if s]).value_counts()
+            sources = pd.Series([s for _, s, _ in recent if s]).value_counts()
             src = str(sources.index[0]) if len(sources) else ""
             what = "account locked out" if r.kind == "account_locked" else "failed logins"
             why = f"{what} at {device}: {len(recent)} failures in {self.window_s:g} s"
             why += f", mostly from {self.site_.name(src)}" if src else ""
-            out.append(self._alert(t, "high", "T1110", device, src, str(r.ip), why))
+            cited = evidence.events(e for _, _, e in recent)
+            out.append(self._alert(t, "high", "T1110", device, src, str(r.ip), why, cited))
         return out
 
 
@@ -236,6 +272,7 @@ class Columns:
         self.t = f["t_export"].to_numpy(dtype=float)
         self.packets_rev = f["packets_rev"].to_numpy()
         self.blocked = f["blocked"].to_numpy(dtype=bool)
+        self.ids = f["flow_id"].to_numpy(dtype=np.int64)
 
 
 def _reports(events: pd.DataFrame) -> pd.DataFrame:
@@ -243,7 +280,7 @@ def _reports(events: pd.DataFrame) -> pd.DataFrame:
     r = events[events["kind"] == "firmware_report"]
     parts = r["detail"].astype(str).str.rsplit(" ", n=1)
     return pd.DataFrame({
-        "t": r["t"], "device": r["device"].astype(str), "ip": r["ip"].astype(str),
+        "t": r["t"], "event_id": r["event_id"], "device": r["device"].astype(str), "ip": r["ip"].astype(str),
         "version": parts.str[0], "digest": parts.str[-1],
     })  # fmt: skip
 

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from detectors.base import Detector, SiteView, summarise
+from twin.evidence import signals
 from twin.facility import Facility
 from twin.physics.plant import member_name
 from twin.telemetry import Alert, TelemetryBatch
@@ -31,7 +32,7 @@ RULES = {  # rule -> (severity, technique guess, what it says about {what})
     "unlocked": ("medium", "T0855", "{what} released (never released in the warm-up)"),
     "unbadged": ("high", "T0855", "{what} opened without a badge swipe"),
 }  # fmt: skip
-Hit = tuple[str, float, str, str]  # rule, t, device, what
+Hit = tuple[str, float, str, str, tuple[str, ...]]  # rule, t, device, what, signals it saw
 
 
 def _ridge(x: np.ndarray, y: np.ndarray, prior: np.ndarray, weight: float) -> np.ndarray:
@@ -169,6 +170,13 @@ class Physics(Detector):
             "ahu": [(s, s.split(".")[1]) for s in self.ahu_signals_],
         }
         self.cols_: dict[str, int] = {}
+        self.cited_ = {  # what each finding's subject is measured by: its evidence
+            **{f"room {r}": (f"room.{r}.temp_c", f"vav.{v}.damper_pct") for r, v, _ in self.rooms_},
+            **{f"tank {t}": tuple(f"tank.{t}.{x}" for x in ("level_m", "pump_on", "alarm"))
+               for t, _ in self.tanks_},
+            **{f"door {d}": (f"door.{d}.open", f"door.{d}.locked") for d, _ in self.doors_},
+            **{s: (s,) for s in self.ahu_signals_},
+        }  # fmt: skip
 
         def ix(pattern: str, names: list[str]) -> np.ndarray:
             cols = [self.cols_.setdefault(pattern.format(n), len(self.cols_)) for n in names]
@@ -279,7 +287,7 @@ class Physics(Detector):
         hits: list[Hit] = []
         busy: set[str] = set()  # devices with a finding outstanding: it explains a departure
         for rule, cond, hold, about in checks:
-            hits += [(rule, float(t[i]), about[c][1], about[c][0])
+            hits += [(rule, float(t[i]), about[c][1], about[c][0], self.cited_[about[c][0]])
                      for i, c in self._latch(rule, cond, t, hold)]  # fmt: skip
             busy.update(about[c][1] for c in np.flatnonzero(self.latch_[rule][1] > 0))
         damper = np.hstack([damper, np.full((len(t), len(self.tanks_)), np.nan)])
@@ -317,26 +325,31 @@ class Physics(Detector):
             starved = side == "above" and damper >= 50  # heats with its damper open
             if ahu and (ahu in upset or self.alarmed_[ahu_of == ahu].sum() >= 2 or starved):
                 if ahu not in self.blamed_ | upset:
-                    hits.append(("supply", tt, ahu, what))
+                    seen = (self.signal_[c], f"ahu.{ahu}.supply_air_c")
+                    hits.append(("supply", tt, ahu, what, seen))
                 self.blamed_.add(ahu)
             elif self.device_[c] not in busy:
-                hits.append(("model" if ahu else "level", tt, self.device_[c], what))
+                rule = "model" if ahu else "level"
+                hits.append((rule, tt, self.device_[c], what, (self.signal_[c],)))
         self.blamed_ = {a for a in self.blamed_ if self.alarmed_[ahu_of == a].any()}
         return hits
 
     def _alerts(self, hits: list[Hit]) -> list[Alert]:
         """One alert per rule and device, at its first finding."""
-        first: dict[tuple[str, str], tuple[float, list[str]]] = {}
-        for rule, tt, device, what in sorted(hits, key=lambda h: h[1]):
-            first.setdefault((rule, device), (tt, []))[1].append(what)
+        first: dict[tuple[str, str], tuple[float, list[str], list[str]]] = {}
+        for rule, tt, device, what, cited in sorted(hits, key=lambda h: h[1]):
+            found = first.setdefault((rule, device), (tt, [], []))
+            found[1].append(what)
+            found[2].extend(cited)
         out = []
-        for (rule, device), (tt, whats) in first.items():
+        for (rule, device), (tt, whats, seen) in first.items():
             severity, technique, template = RULES[rule]
             what = summarise(list(dict.fromkeys(whats)))
             reason = template.format(what=what, x=self.divergence_c, y=self.divergence_s)
             d = self.site_.facility.by_name.get(device)
             ip = d.ip if d else ""
-            out.append(
-                Alert(tt, self.name, severity, device, "", ip, technique, f"{device}: {reason}")
-            )
+            out.append(Alert(
+                tt, self.name, severity, device, "", ip, technique, f"{device}: {reason}",
+                evidence=signals(seen),
+            ))  # fmt: skip
         return sorted(out, key=lambda a: (a.t, a.device))

@@ -16,16 +16,20 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, ClassVar, Self
 
+import pandas as pd
 import yaml
 
 from detectors.base import Detector, SiteView
 from detectors.conduit_policy import WRITER_ROLES
+from twin import evidence
 from twin.devices import Device
 from twin.errors import BackendError
 from twin.telemetry import Alert, TelemetryBatch
 
 SID_BASE = 9_100_000  # private range: clear of Suricata's own (2.2M) and ET's (2.0M, 2.8M)
 MODBUS_PORT = 502
+CITED = ("flow_id", "src_ip", "dst_ip", "t_start", "t_export")  # flow columns kept for evidence
+CITE_SLACK_S = 120.0  # a packet is in a record exported at most one interval (60 s) later
 SEVERITY = {1: "high", 2: "medium"}  # Suricata priority -> alert severity; 3 and up are low
 # Suricata's own protocol/decoder event rules ("SURICATA Modbus Data mismatch" and the like),
 # if extra_rules loads them: parser diagnostics, not detections. 7.0.10's Modbus parser calls
@@ -473,12 +477,26 @@ class Suricata(Detector):
             site, self.scan_threshold, self.scan_seconds, self.login_failures, limit
         )
         self.suppressed_: dict[str, int] = {}
+        self.seen_: list[pd.DataFrame] = []  # flow records, to cite as evidence at the end
         with tempfile.TemporaryDirectory(prefix="twin-suricata-") as tmp:
             self._suricata(Path(tmp), ["-T"])  # rules the installed Suricata rejects fail now
         return self
 
     def observe(self, batch: TelemetryBatch) -> list[Alert]:
+        if len(batch.flows):
+            self.seen_.append(batch.flows[list(CITED)])
         return []  # Suricata reads whole captures: see finish
+
+    def _cite(self, flows: pd.DataFrame, t: float, a: str, b: str) -> tuple[str, ...]:
+        """The flow records between `a` and `b` (either way, any port) live around time `t`."""
+        if flows.empty or not a:
+            return ()
+        if b:
+            ends = flows["src_ip"].isin([a, b]) & flows["dst_ip"].isin([a, b])
+        else:
+            ends = flows["src_ip"] == a
+        live = (flows["t_start"] <= t + CITE_SLACK_S) & (flows["t_export"] >= t - CITE_SLACK_S)
+        return evidence.flows(flows["flow_id"][ends & live])
 
     def finish(self) -> list[Alert]:
         captures = self.site_.captures
@@ -542,6 +560,11 @@ class Suricata(Detector):
         assert captures is not None
         suppressed: Counter[str] = Counter()
         seen: set[tuple[int, str, str, int]] = set()
+        flows = (
+            pd.concat(self.seen_, ignore_index=True)
+            if self.seen_
+            else pd.DataFrame(columns=list(CITED))
+        )
         out: list[tuple[int, Alert]] = []
         if not eve.is_file():
             return [], suppressed
@@ -562,6 +585,7 @@ class Suricata(Detector):
                 src = str(flow.get("src_ip", event.get("src_ip", "")))
                 dst = str(flow.get("dest_ip", event.get("dest_ip", "")))
                 meta = rule.get("metadata", {})
+                cited = self._cite(flows, t, src, dst)
                 if meta.get("twin_about", [""])[0] == "source":
                     device, dst = site.name(src), ""
                 else:
@@ -572,7 +596,8 @@ class Suricata(Detector):
                 seen.add(key)
                 severity = SEVERITY.get(int(rule.get("severity", 3)), "low")
                 technique = meta.get("mitre_technique_id", [""])[0]
-                out.append((sid, Alert(t, self.name, severity, device, src, dst, technique, msg)))
+                out.append((sid, Alert(t, self.name, severity, device, src, dst, technique, msg,
+                                       evidence=cited)))  # fmt: skip
         out.sort(key=lambda x: (x[1].t, x[0], x[1].src_ip, x[1].dst_ip))
         return [a for _, a in out], suppressed
 

@@ -142,3 +142,20 @@ def test_better_than_chance_on_its_reference_scenario(name: str) -> None:
     chance = min(1.0, windows / rec.monitored_s) * min(1.0, named / rec.devices)
     assert score.recall > 0, f"{name} detected no step of {cls.reference_scenario}"
     assert score.precision > chance, (name, score, chance, len(merge_alerts(alerts)))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_alert_cites_its_evidence(name: str) -> None:
+    """Every alert on its reference scenario cites flows, events or signals of that recording
+    (the tokens scoring joins with the truth): nothing vague, nothing invented."""
+    det, rec = fitted(REGISTRY[name])
+    alerts = observe_all(det, rec)
+    assert alerts, f"{name} raised no alert on {REGISTRY[name].reference_scenario}"
+    flows = {f"flow:{i}" for b in rec.batches for i in b.flows["flow_id"]}
+    events = {f"event:{i}" for b in rec.batches for i in b.events["event_id"]}
+    signals = {f"signal:{s}" for b in rec.batches for s in b.process["signal"].unique()}
+    signals |= {f"signal:health.{d.name}" for d in rec.site.facility.devices}
+    for a in alerts:
+        assert a.evidence, f"{name}: alert without evidence: {a}"
+        unknown = set(a.evidence) - flows - events - signals
+        assert not unknown, f"{name}: cites what the recording does not hold: {sorted(unknown)[:5]}"

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import simpy
 
+from twin.evidence import device_signals, health
 from twin.faces import Faces
 from twin.facility import Facility
 from twin.network.base import Network
@@ -194,6 +195,7 @@ class Campaign:
         self.skipped: list[dict[str, Any]] = []
         self.running: dict[str, float] = {}
         self._done: dict[str, simpy.Event] = {s.id: env.event() for s in spec.steps}
+        self._signals: dict[str, frozenset[str]] | None = None
 
     def start(self) -> None:
         for step in self.spec.steps:
@@ -227,6 +229,20 @@ class Campaign:
                     break
                 yield self.env.timeout(600.0)
 
+    def _changed(self, changes: tuple[str, ...], outcome: Outcome) -> str:
+        """The process signals a successful step changed (space-joined, for the truth table)."""
+        if not outcome.succeeded or not changes:
+            return ""
+        if self._signals is None:
+            self._signals = device_signals(self.facility)
+        names: set[str] = set()
+        for target in str(outcome.target).split(","):
+            if "process" in changes:
+                names |= self._signals.get(target, frozenset())
+            if "health" in changes and target in self.facility.by_name:
+                names.add(health(target))
+        return " ".join(sorted(names))
+
     def _run(self, step: StepSpec) -> Generator[simpy.Event, Any, None]:
         yield from self._trigger(step)
         technique = self.techniques[step.technique]
@@ -254,5 +270,6 @@ class Campaign:
             "attacker_ip": attacker_ip, "target": outcome.target, "target_ip": outcome.target_ip,
             "succeeded": outcome.succeeded, "blocked_by": outcome.blocked_by, "detail": outcome.detail,
             "grace": step.grace if step.grace is not None else technique.grace,
+            "signals": self._changed(technique.changes, outcome),
         })  # fmt: skip
         self._done[step.id].succeed()

@@ -37,8 +37,26 @@ class RunResult:
     scores: list[DetectorScore]
 
 
+DEFAULT_DETECTORS = "ensemble"  # with its default members (detectors/ensemble.py)
+
+
 def detector_specs(spec: ScenarioSpec) -> list[DetectorSpec]:
+    """The scenario's detectors; the default ensemble when it names none (never nothing)."""
+    if not spec.detectors:
+        return [DetectorSpec(name=DEFAULT_DETECTORS)]
     return [d if isinstance(d, DetectorSpec) else DetectorSpec(name=d) for d in spec.detectors]
+
+
+def detectors_note(spec: ScenarioSpec) -> str:
+    """What a user is told when the scenario names no detectors ('' when it does)."""
+    if spec.detectors:
+        return ""
+    from detectors.ensemble import DEFAULT_MEMBERS
+
+    return (
+        "the scenario names no detectors: scored with the default ensemble "
+        f"({', '.join(DEFAULT_MEMBERS)})"
+    )
 
 
 class Playbooks:
@@ -287,15 +305,17 @@ def _run(
             writer.append("flow_scores", scores_df)
         writer.close()
         monitored = max(0.0, engine.now - spec.warmup)
-        scores = score_run(truth, alerts_df, [d.id for d in dspecs], monitored, scores_df)
         skipped = engine.campaign.skipped if engine.campaign else []
+        scores = score_run(
+            truth, alerts_df, [d.id for d in dspecs], monitored, scores_df, len(skipped)
+        )
         attacker = engine.campaign.attacker if engine.campaign else None
         held = [
             n
             for n in (attacker.footholds + attacker.bots if attacker else [])
             if n in facility.by_name
         ]
-        outcome = impact(truth, engine.harm.summary(), skipped, held)
+        outcome = impact(truth, engine.harm.summary(), skipped, held, facility.by_name)
         first_step = float(truth["t_start"].min()) if not truth.empty else None
         outcome["time_to_containment_s"] = (
             engine.contained_at - first_step
@@ -329,6 +349,7 @@ def _run(
             "wall_time_s": round(time.perf_counter() - wall, 3),
             "versions": _versions(),
             "detectors": [{"name": d.name, "label": d.label, "params": d.params} for d in dspecs],
+            "detectors_note": detectors_note(spec),
             "scores": [s.as_dict() for s in scores],
             "impact": outcome,
             "responses": [p.model_dump() for p in spec.responses],

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import ipaddress
 import math
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from twin.evidence import caused, split
 
 MERGE_WINDOW = 60.0
 UNION = "union"  # every detector of the run together
@@ -29,6 +32,14 @@ class DetectorScore:
     false_alarms_per_day: float
     flow_pr_auc: float = float("nan")  # flow level, for detectors that score flows
     ttds: tuple[float, ...] = ()  # each detected step's time to detect, for pooling runs
+    late: int = 0  # detected steps whose first evidence came after t_end + grace
+    late_delays: tuple[float, ...] = ()  # their times to detect
+    unevidenced_alerts: int = 0  # merged alerts citing nothing (they can only be false alarms)
+    not_attempted: int = 0  # steps whose precondition failed: no truth row, listed apart
+    # the previous release's windowed score, beside the evidence score for one release
+    windowed_recall: float = float("nan")
+    windowed_precision: float = float("nan")
+    windowed_false_alarms_per_day: float = float("nan")
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -40,10 +51,11 @@ class DetectorScore:
 def merge_alerts(alerts: pd.DataFrame, window: float = MERGE_WINDOW) -> pd.DataFrame:
     """Merge alerts of one detector about one device that follow each other within `window`.
 
-    Each merged alert keeps its first time and every address/device its members named.
+    Each merged alert keeps its first time and every address/device its members named;
+    `hit` (any member matched a step, when the input has it) and `tokens` (evidence size).
     """
     if alerts.empty:
-        return pd.DataFrame(columns=["detector", "device", "t", "t_last", "names"])
+        return pd.DataFrame(columns=["detector", "device", "t", "t_last", "names", "hit", "tokens"])
     a = alerts.sort_values(["detector", "device", "t"], kind="stable")
     new_group = (
         (a["detector"] != a["detector"].shift())
@@ -52,15 +64,22 @@ def merge_alerts(alerts: pd.DataFrame, window: float = MERGE_WINDOW) -> pd.DataF
     )
     gid = new_group.cumsum()
     names = a[["device", "src_ip", "dst_ip"]].astype(str).agg(lambda r: {x for x in r if x}, axis=1)
-    merged = pd.DataFrame(
-        {"gid": gid, "detector": a["detector"], "device": a["device"], "t": a["t"], "names": names}
+    hit = a["hit"] if "hit" in a.columns else pd.Series(False, index=a.index)
+    tokens = (
+        a["evidence"].map(lambda e: len(split(e)))
+        if "evidence" in a.columns
+        else pd.Series(0, index=a.index)
     )
+    merged = pd.DataFrame({"gid": gid, "detector": a["detector"], "device": a["device"],
+                           "t": a["t"], "names": names, "hit": hit, "tokens": tokens})  # fmt: skip
     out = merged.groupby("gid", sort=True).agg(
         detector=("detector", "first"),
         device=("device", "first"),
         t=("t", "min"),
         t_last=("t", "max"),
         names=("names", lambda s: set().union(*s)),
+        hit=("hit", "any"),
+        tokens=("tokens", "sum"),
     )
     return out.reset_index(drop=True)
 
@@ -95,10 +114,102 @@ def _names_step(names: set[str], step_names: set[str], nets: list[Any]) -> bool:
     return False
 
 
+def _tokens(alerts: pd.DataFrame) -> list[frozenset[str]]:
+    if "evidence" not in alerts.columns:
+        return [frozenset()] * len(alerts)
+    return [split(e) for e in alerts["evidence"].tolist()]
+
+
+def match_steps(truth: pd.DataFrame, alerts: pd.DataFrame) -> list[list[int]]:
+    """Per alert, the truth rows (positions) it is evidence of: it cites something the step
+    caused, and comes no earlier than the step started."""
+    steps = truth.reset_index(drop=True)
+    caused_by = [
+        (float(r.t_start), caused(r.flow_ids, r.event_ids, getattr(r, "signals", "")))
+        for r in steps.itertuples()
+    ]
+    out = []
+    for t, tokens in zip(alerts["t"].to_numpy(dtype=float), _tokens(alerts), strict=True):
+        out.append(
+            [
+                i
+                for i, (t0, c) in enumerate(caused_by)
+                if tokens and t >= t0 and not tokens.isdisjoint(c)
+            ]
+            if tokens
+            else []
+        )
+    return out
+
+
 def score_alerts(
+    truth: pd.DataFrame,
+    alerts: pd.DataFrame,
+    monitored_s: float,
+    detector: str,
+    not_attempted: int = 0,
+) -> DetectorScore:
+    """Event-level scores for one detector's (or the union's) alerts, by evidence.
+
+    A step is detected by the first alert citing something it caused, whenever that comes;
+    past `t_end + grace` it is a late detection (counted, and reported apart with its delay).
+    A merged alert is matched when any of its members is evidence of some step.
+    """
+    steps = truth.reset_index(drop=True)
+    n_steps = len(steps)
+    alerts = alerts.reset_index(drop=True)
+    hits = match_steps(steps, alerts) if len(alerts) else []
+    first: dict[int, float] = {}
+    for t, found in zip(alerts["t"].to_numpy(dtype=float), hits, strict=True):
+        for i in found:
+            first[i] = min(first.get(i, np.inf), t)
+    ttds, late_delays = [], []
+    for i, t in first.items():
+        r = steps.iloc[i]
+        ttds.append(max(0.0, t - float(r["t_start"])))
+        if t > float(r["t_end"]) + float(r["grace"]):
+            late_delays.append(t - float(r["t_start"]))
+    merged = merge_alerts(alerts.assign(hit=[bool(h) for h in hits]) if len(alerts) else alerts)
+    n_alerts = len(merged)
+    n_matched = int(merged["hit"].sum()) if n_alerts else 0
+    unevidenced = int((merged["tokens"] == 0).sum()) if n_alerts else 0
+    detected = len(first)
+    recall = detected / n_steps if n_steps else float("nan")
+    precision = n_matched / n_alerts if n_alerts else float("nan")
+    if n_steps and n_alerts and (recall + precision) > 0:
+        f1 = 2 * recall * precision / (recall + precision)
+    else:
+        f1 = float("nan") if not n_steps else 0.0
+    days = monitored_s / 86400.0
+    windowed = score_windowed(truth, alerts, monitored_s, detector)
+    return DetectorScore(
+        detector=detector,
+        steps=n_steps,
+        detected=detected,
+        recall=recall,
+        alerts=n_alerts,
+        matched_alerts=n_matched,
+        precision=float(precision),
+        f1=float(f1),
+        ttd_median=float(np.median(ttds)) if ttds else float("nan"),
+        ttd_p95=float(np.percentile(ttds, 95)) if ttds else float("nan"),
+        ttds=tuple(ttds),
+        false_alarms_per_day=float((n_alerts - n_matched) / days) if days > 0 else float("nan"),
+        late=len(late_delays),
+        late_delays=tuple(late_delays),
+        unevidenced_alerts=unevidenced,
+        not_attempted=not_attempted,
+        windowed_recall=windowed.recall,
+        windowed_precision=windowed.precision,
+        windowed_false_alarms_per_day=windowed.false_alarms_per_day,
+    )
+
+
+def score_windowed(
     truth: pd.DataFrame, alerts: pd.DataFrame, monitored_s: float, detector: str
 ) -> DetectorScore:
-    """Event-level scores for one detector's (or the union's) alerts."""
+    """The previous release's rule, reported beside the evidence score for one release: a step
+    is detected by an alert naming its target or attacker within [t_start, t_end + grace]."""
     merged = merge_alerts(alerts)
     steps = truth.reset_index(drop=True)
     n_steps = len(steps)
@@ -175,18 +286,21 @@ def score_run(
     detectors: list[str],
     monitored_s: float,
     flow_scores: pd.DataFrame | None = None,
+    not_attempted: int = 0,
 ) -> list[DetectorScore]:
     """One score per detector, then their union (all alerts together)."""
     scores = []
     for d in detectors:
-        s = score_alerts(truth, alerts[alerts["detector"] == d], monitored_s, d)
+        s = score_alerts(truth, alerts[alerts["detector"] == d], monitored_s, d, not_attempted)
         if flow_scores is not None and not flow_scores.empty:
             s = replace(
                 s, flow_pr_auc=flow_pr_auc(truth, flow_scores[flow_scores["detector"] == d])
             )
         scores.append(s)
     if len(detectors) > 1:
-        scores.append(score_alerts(truth, alerts.assign(detector=UNION), monitored_s, UNION))
+        scores.append(
+            score_alerts(truth, alerts.assign(detector=UNION), monitored_s, UNION, not_attempted)
+        )
     return scores
 
 
@@ -195,8 +309,13 @@ def impact(
     harm: dict[str, Any],
     skipped: list[dict[str, Any]],
     held: list[str] | None = None,
+    devices: Collection[str] | None = None,
 ) -> dict[str, Any]:
-    """Blast radius, steps stopped by the design, and physical harm."""
+    """Blast radius, steps stopped by the design, and physical harm.
+
+    With `devices` (the facility's device names), blast radius counts only those: a switch
+    whose port took a rogue box, or the attacker's own positions, are not site devices.
+    """
     from attacks import TECHNIQUES
 
     ok = truth[truth["succeeded"]] if not truth.empty else truth
@@ -208,6 +327,8 @@ def impact(
         {t for cell in taken["target"] for t in str(cell).split(",") if t and "/" not in t}
         | set(held or [])
     )
+    if devices is not None:
+        compromised = [c for c in compromised if c in devices]
     blocked = truth[truth["blocked_by"].astype(str).str.len() > 0] if not truth.empty else truth
     first_attack = float(truth["t_start"].min()) if not truth.empty else None
     first_impact = harm.get("first_physical_impact_s")

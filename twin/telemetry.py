@@ -23,12 +23,13 @@ EVENT_COLUMNS = {
 ALERT_COLUMNS = {
     "alert_id": "int64", "t": "float64", "detector": "str", "severity": "str", "device": "str",
     "src_ip": "str", "dst_ip": "str", "technique": "str", "reason": "str", "score": "float64",
+    "evidence": "str",
 }  # fmt: skip
 TRUTH_COLUMNS = {
     "step_id": "str", "technique": "str", "name": "str", "t_start": "float64", "t_end": "float64",
     "attacker": "str", "attacker_ip": "str", "target": "str", "target_ip": "str",
     "succeeded": "bool", "blocked_by": "str", "detail": "str", "flow_ids": "object",
-    "event_ids": "object", "grace": "float64",
+    "event_ids": "object", "grace": "float64", "signals": "str",
 }  # fmt: skip
 FLOW_SCORE_COLUMNS = {"flow_id": "int64", "detector": "str", "score": "float64"}
 TABLES = ("flows", "process", "events", "alerts", "truth")
@@ -71,12 +72,17 @@ class Alert:
     technique: str = ""  # ATT&CK for ICS id, a guess
     reason: str = ""
     score: float = float("nan")
+    # what it saw: `flow:<id>`, `event:<id>`, `signal:<name>` tokens (twin/evidence.py);
+    # scoring credits a step only through evidence the step caused
+    evidence: tuple[str, ...] = ()
 
 
 def alerts_frame(alerts: list[Alert], first_id: int = 1) -> pd.DataFrame:
+    """The alerts table; evidence is stored as its tokens joined by spaces."""
     if not alerts:
         return empty(ALERT_COLUMNS)
     df = pd.DataFrame([asdict(a) for a in alerts])
+    df["evidence"] = [" ".join(e) for e in df["evidence"]]
     df.insert(0, "alert_id", np.arange(first_id, first_id + len(df), dtype=np.int64))
     return df.astype(ALERT_COLUMNS)
 
