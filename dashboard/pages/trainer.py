@@ -170,6 +170,8 @@ def trainer_action(*args: Any) -> Any:
 def trainer_view(_n: Any, client: Any) -> tuple[Any, ...]:
     room = classroom()
     try:
+        if room.seat(client).role != "trainer":
+            return html.Div("Unlock with the trainer token to run a team exercise.", className="help"), "", "", []
         code = room.seat(client).exercise
         r = room.trainer_room(client, code)
         v = room.view(client, code)
