@@ -136,7 +136,10 @@ def client_for(cluster: Cluster) -> Iterator[Any]:
         n_workers=cluster.workers or _default_workers(),
         threads_per_worker=1,  # one run is one process: the simulation is single-threaded
         processes=True,
+        host="127.0.0.1",  # the embedded cluster serves this machine only
         dashboard_address=None,
+        # its HTTP routes (health, metrics) still listen: on a free port, not a taken 8787
+        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
         silence_logs=logging.ERROR,
     )
     try:
