@@ -49,6 +49,10 @@ class ModbusWriteSetpoint(Technique):
             )
         elif not reg.writable:
             problems.append(Problem("params.register", f"{reg.name} is read-only"))
+        else:  # the same coil and limit checks as manipulate_control's writes
+            problems += register_problems(
+                step, facility, [("params.value", reg.name, params.value)]
+            )
         return problems
 
     @classmethod

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import math
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,8 @@ from pydantic import BaseModel, ValidationError
 from twin import schema
 from twin.errors import Problem, ScenarioError
 from twin.schema import FacilitySpec, ScenarioSpec
+
+NAME_RULE = "1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
 
 PLACEHOLDER = "<checked separately>"
 
@@ -91,6 +95,27 @@ def _dicts(raw: Any, key: str) -> list[tuple[int, dict[str, Any]]]:
     return [(i, item) for i, item in enumerate(items) if isinstance(item, dict)]
 
 
+def _typed(raw: Any, key: str, model: type[BaseModel]) -> list[tuple[int, dict[str, Any]]]:
+    """The entries of raw[key] that type cleanly as `model`: cross-reference checks walk only
+    these, so a wrongly typed entry is reported once (by pydantic) and never crashes them."""
+    typed = []
+    for i, item in _dicts(raw, key):
+        try:
+            model.model_validate(item)
+        except ValidationError:
+            continue
+        typed.append((i, item))
+    return typed
+
+
+def _names_readable(raw: Any, key: str) -> bool:
+    """Whether every entry of raw[key] is a mapping with a text name."""
+    items = raw.get(key) if isinstance(raw, dict) else None
+    return not isinstance(items, list) or all(
+        isinstance(x, dict) and isinstance(x.get("name"), str) for x in items
+    )
+
+
 def _count(d: dict[str, Any]) -> int:
     c = d.get("count", 1)
     return c if isinstance(c, int) and 1 <= c <= 100_000 else 1
@@ -100,7 +125,7 @@ def room_names(raw: Any) -> tuple[set[str], set[str]]:
     """(room names, room prefixes) declared by the VAV boxes of a raw facility."""
     rooms: set[str] = set()
     prefixes: set[str] = set()
-    for _, d in _dicts(raw, "devices"):
+    for _, d in _dicts(raw, "devices"):  # mistyped entries too: references to them resolve
         if d.get("kind") != "vav":
             continue
         params: dict[str, Any] = d["params"] if isinstance(d.get("params"), dict) else {}
@@ -120,7 +145,7 @@ def check_facility(raw: Any, prefix: str = "") -> list[Problem]:
         problems.append(Problem(join(prefix, path), message))
 
     zones: dict[str, Any] = {}
-    for i, z in _dicts(raw, "zones"):
+    for i, z in _typed(raw, "zones", schema.ZoneSpec):
         name = z.get("name")
         if name in zones:
             bad(f"zones[{i}].name", f"duplicate zone {name!r}")
@@ -134,11 +159,23 @@ def check_facility(raw: Any, prefix: str = "") -> list[Problem]:
                 bad(f"zones[{i}].subnet", f"{net} overlaps zone {other!r} ({other_net})")
         zones[str(name)] = net
 
+    # a mistyped zone or device still has its name, so references to it are not "unknown";
+    # only when some name cannot be read at all are those reference checks left out
+    zones_named = _names_readable(raw, "zones")
+    for _, z in _dicts(raw, "zones"):
+        if isinstance(z.get("name"), str):
+            zones.setdefault(z["name"], None)
+
     groups: dict[str, int] = {}
     devices: set[str] = set()
     addresses: dict[str, str] = {}
     per_zone: dict[str, int] = {}
-    entries = _dicts(raw, "devices")
+    entries = _typed(raw, "devices", schema.DeviceSpec)
+    total = sum(_count(d) for _, d in entries)
+    if total > schema.MAX_DEVICES:
+        bad(
+            "devices", f"{total:,} devices (counting group members); at most {schema.MAX_DEVICES:,}"
+        )
     for i, d in entries:
         name, count = str(d.get("name")), _count(d)
         if name in groups or name in devices:
@@ -149,11 +186,15 @@ def check_facility(raw: Any, prefix: str = "") -> list[Problem]:
                 bad(f"devices[{i}].name", f"device name {member!r} is used twice")
             devices.add(member)
     names = set(groups) | devices
+    for _, d in _dicts(raw, "devices"):
+        if isinstance(d.get("name"), str):
+            names.update([d["name"], *_expanded_names(d["name"], _count(d))])
+    refs_known = zones_named and _names_readable(raw, "devices")
     rooms, room_prefixes = room_names(raw)
 
     for i, d in entries:
         zone, kind_name = d.get("zone"), d.get("kind")
-        if isinstance(zone, str) and zone not in zones:
+        if isinstance(zone, str) and zone not in zones and zones_named:
             bad(f"devices[{i}].zone", f"unknown zone {zone!r}{suggest(zone, zones)}")
         per_zone[str(zone)] = per_zone.get(str(zone), 0) + _count(d)
         kind = KINDS.get(str(kind_name))
@@ -193,10 +234,20 @@ def check_facility(raw: Any, prefix: str = "") -> list[Problem]:
                 kind.params.model_validate(params)
             except ValidationError as exc:
                 problems.extend(pydantic_problems(exc, join(prefix, f"devices[{i}].params")))
+                continue  # references are checked on parameters that typed cleanly
+            for key, value in params.items():  # a band is (low, high)
+                if "band" in key and isinstance(value, list | tuple) and len(value) == 2:
+                    low, high = value
+                    numbers = isinstance(low, int | float) and isinstance(high, int | float)
+                    if numbers and not low < high:
+                        bad(
+                            f"devices[{i}].params.{key}",
+                            f"a band is [low, high] with low below high, got {list(value)}",
+                        )
             for ref in kind.device_refs:
                 value = params.get(ref)
                 for k, target in enumerate(value if isinstance(value, list) else [value]):
-                    if target is None or target in names or target in zones:
+                    if target is None or target in names or target in zones or not refs_known:
                         continue
                     where = f"[{k}]" if isinstance(value, list) else ""
                     bad(
@@ -205,14 +256,15 @@ def check_facility(raw: Any, prefix: str = "") -> list[Problem]:
                     )
             if kind.name == "env_sensor":
                 room = params.get("room")
-                if isinstance(room, str) and room not in rooms and room not in room_prefixes:
+                unknown = room not in rooms and room not in room_prefixes
+                if isinstance(room, str) and unknown and refs_known:
                     bad(
                         f"devices[{i}].params.room",
                         f"unknown room {room!r}{suggest(room, rooms | room_prefixes)}",
                     )
             if kind.name == "bms":
                 for k, target in enumerate(params.get("polls") or []):
-                    if target not in names and target not in zones:
+                    if target not in names and target not in zones and refs_known:
                         bad(f"devices[{i}].params.polls[{k}]", f"unknown zone or device {target!r}")
 
     for zone, n in per_zone.items():
@@ -223,10 +275,17 @@ def check_facility(raw: Any, prefix: str = "") -> list[Problem]:
     designs = raw.get("designs") if isinstance(raw, dict) else None
     endpoints = names | set(zones)
     for dname, design in (designs or {}).items() if isinstance(designs, dict) else []:
+        if not isinstance(dname, str) or not re.match(schema.NAME, dname):
+            bad(f"designs.{dname}", f"design name {dname!r} must be {NAME_RULE}")
+            continue
+        try:
+            schema.DesignSpec.model_validate(design)
+        except ValidationError:
+            continue  # pydantic reports it; the checks below need a well-typed design
         for j, c in _dicts(design, "conduits"):
             for end in ("from", "to"):
                 endpoint = c.get(end)
-                if isinstance(endpoint, str) and endpoint not in endpoints:
+                if isinstance(endpoint, str) and endpoint not in endpoints and refs_known:
                     bad(
                         f"designs.{dname}.conduits[{j}].{end}",
                         f"unknown zone or device {endpoint!r}{suggest(endpoint, endpoints)}",
@@ -248,13 +307,15 @@ def check_facility(raw: Any, prefix: str = "") -> list[Problem]:
 def parse_facility(raw: Any, prefix: str = "") -> tuple[FacilitySpec | None, list[Problem]]:
     if not isinstance(raw, dict):
         return None, [Problem(prefix, "a facility must be a mapping")]
-    problems: list[Problem] = []
+    non_finite = {p.path: p for p in non_finite_numbers(raw, prefix)}
+    problems: list[Problem] = list(non_finite.values())
     spec = None
     try:
         spec = FacilitySpec.model_validate(raw)
     except ValidationError as exc:
         problems.extend(pydantic_problems(exc, prefix))
     problems.extend(check_facility(raw, prefix))
+    problems = [p for p in problems if p.path not in non_finite or p is non_finite[p.path]]
     return (spec if not problems else None), problems
 
 
@@ -269,7 +330,15 @@ def load_facility(path: str | Path) -> FacilitySpec:
 # --- scenario -------------------------------------------------------------------------------
 
 
-def _check_campaign(spec: ScenarioSpec, facility: FacilitySpec) -> list[Problem]:
+def late_steps(spec: ScenarioSpec) -> list[str]:
+    """Ids of the steps timed to start when the run has ended: they will not run."""
+    steps = spec.campaign.steps if spec.campaign else []
+    return [s.id for s in steps if s.at is not None and s.at >= spec.duration]
+
+
+def _check_campaign(
+    spec: ScenarioSpec, facility: FacilitySpec, shortened: bool = False
+) -> list[Problem]:
     from attacks import TECHNIQUES
     from twin.facility import Facility
 
@@ -286,12 +355,16 @@ def _check_campaign(spec: ScenarioSpec, facility: FacilitySpec) -> list[Problem]
             )
         )
     ids = [s.id for s in campaign.steps]
+    known_ids = set(ids)
+    first_index: dict[str, int] = {}
+    for i, ident in enumerate(ids):
+        first_index.setdefault(ident, i)
     # a step may act from a rogue device planted by an earlier step (named by that step's id)
     positions = set(site.by_name) | {s.id for s in campaign.steps if s.technique == "rogue_device"}
     signals = _signal_names(site, spec)
     for i, step in enumerate(campaign.steps):
         path = f"campaign.steps[{i}]"
-        if ids.count(step.id) > 1 and ids.index(step.id) != i:
+        if first_index[step.id] != i:
             problems.append(Problem(f"{path}.id", f"duplicate step id {step.id!r}"))
         technique = TECHNIQUES.get(step.technique)
         if technique is None:
@@ -327,11 +400,19 @@ def _check_campaign(spec: ScenarioSpec, facility: FacilitySpec) -> list[Problem]
                     f"{path}.working_hours", f"{step.working_hours} is not a range within 0..24"
                 )
             )
-        if step.after is not None and step.after not in ids:
+        if step.after is not None and step.after not in known_ids:
             problems.append(
                 Problem(f"{path}.after", f"unknown step {step.after!r}{suggest(step.after, ids)}")
             )
-        if step.at is not None and step.at < spec.warmup:
+        if step.at is not None and step.at >= spec.duration and not shortened:
+            problems.append(
+                Problem(
+                    f"{path}.at",
+                    f"{step.at:g} s is after the run ends ({spec.duration:g} s): the step "
+                    "would never start",
+                )
+            )
+        elif step.at is not None and step.at < spec.warmup:
             problems.append(
                 Problem(
                     f"{path}.at",
@@ -357,22 +438,32 @@ def _check_campaign(spec: ScenarioSpec, facility: FacilitySpec) -> list[Problem]
             else:
                 for p in technique.check(step, params, site):
                     problems.append(Problem(join(path, p.path), p.message))
-    # cycles in 'after'
-    after = {s.id: s.after for s in campaign.steps}
-    for i, step in enumerate(campaign.steps):
-        seen, cur = {step.id}, step.after
-        while cur is not None and cur in after:
-            if cur in seen:
-                problems.append(
-                    Problem(
-                        f"campaign.steps[{i}].after",
-                        f"steps wait on each other in a cycle ({cur!r})",
-                    )
-                )
-                break
-            seen.add(cur)
-            cur = after[cur]
+    problems.extend(_after_cycles(campaign.steps))
     return problems
+
+
+def _after_cycles(steps: list[schema.StepSpec]) -> list[Problem]:
+    """Steps whose 'after' chain never ends (it runs into a cycle); each is walked once."""
+    after = {s.id: s.after for s in steps}
+    ends: dict[str, bool] = {}  # id -> does its chain end (True) or cycle (False)
+    for start in after:
+        path: list[str] = []
+        on_path: set[str] = set()
+        cur: str | None = start
+        while cur is not None and cur in after and cur not in ends and cur not in on_path:
+            path.append(cur)
+            on_path.add(cur)
+            cur = after[cur]
+        ends_ok = ends.get(cur, True) if cur is not None and cur in after else True
+        if cur is not None and cur in on_path:
+            ends_ok = False
+        for ident in path:
+            ends[ident] = ends_ok
+    return [
+        Problem(f"campaign.steps[{i}].after", f"steps wait on each other in a cycle ({s.after!r})")
+        for i, s in enumerate(steps)
+        if s.after is not None and not ends.get(s.id, True)
+    ]
 
 
 def _signal_names(site: Any, spec: ScenarioSpec) -> set[str]:
@@ -443,6 +534,47 @@ def _check_detectors(raw: Any, backend: Any = "sim") -> list[Problem]:
     return problems
 
 
+def non_finite_numbers(raw: Any, prefix: str = "") -> list[Problem]:
+    """A problem for every NaN or infinity in a raw document, at its field path."""
+    problems: list[Problem] = []
+    stack: list[tuple[str, Any]] = [(prefix, raw)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            problems.append(Problem(path, f"{value} is not a finite number"))
+        elif isinstance(value, dict):
+            stack.extend((join(path, str(k)), v) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((f"{path}[{i}]", v) for i, v in enumerate(value))
+    return sorted(problems, key=lambda p: p.path)
+
+
+def _check_run_length(spec: ScenarioSpec) -> list[Problem]:
+    """Work per run within the bounds of twin.schema: physics steps and intervals."""
+    problems = []
+    steps = spec.duration / spec.physics_step
+    if steps > schema.MAX_PHYSICS_STEPS:
+        problems.append(
+            Problem(
+                "physics_step",
+                f"{spec.duration:g} s in steps of {spec.physics_step:g} s is {steps:,.0f} "
+                f"physics steps; at most {schema.MAX_PHYSICS_STEPS:,} (a longer step or a "
+                "shorter run)",
+            )
+        )
+    for name in ("export_interval", "sample_interval", "batch_interval"):
+        n = spec.duration / getattr(spec, name)
+        if n > schema.MAX_INTERVALS:
+            problems.append(
+                Problem(
+                    name,
+                    f"{n:,.0f} intervals in {spec.duration:g} s; at most "
+                    f"{schema.MAX_INTERVALS:,} (a longer interval or a shorter run)",
+                )
+            )
+    return problems
+
+
 def parse_scenario(
     raw: Any, base: Path, overrides: dict[str, Any] | None = None
 ) -> tuple[ScenarioSpec | None, list[Problem]]:
@@ -451,12 +583,20 @@ def parse_scenario(
     raw = {**raw, **(overrides or {})}  # None sets a field to null (e.g. campaign: no attack)
     problems: list[Problem] = []
 
+    # one walk finds every .nan and .inf, wherever it is (free-form params too); the
+    # typed layer's own complaint about the same field is then left out
+    non_finite = {
+        p.path: p for p in non_finite_numbers({k: v for k, v in raw.items() if k != "facility"})
+    }
+    problems.extend(non_finite.values())
+
     facility_raw = raw.get("facility")
     facility: FacilitySpec | None = None
     if isinstance(facility_raw, str):
-        fpath = (base / facility_raw).resolve()
         try:
-            loaded = read_yaml(fpath, "facility file")
+            loaded = read_yaml((base / facility_raw).resolve(), "facility file")
+        except ValueError:  # a NUL byte in the path
+            problems.append(Problem("facility", f"not a valid file path: {facility_raw!r}"))
         except ScenarioError as exc:
             problems.extend(
                 Problem(join(f"facility({facility_raw})", p.path), p.message) for p in exc.problems
@@ -481,6 +621,7 @@ def parse_scenario(
 
     problems.extend(_check_detectors(raw.get("detectors"), raw.get("backend", "sim")))
     if spec is not None:
+        problems.extend(_check_run_length(spec))
         if spec.warmup >= spec.duration:
             problems.append(
                 Problem(
@@ -506,8 +647,11 @@ def parse_scenario(
                     f"the facility has: {', '.join(facility.designs)}",
                 )
             )
-        problems.extend(_check_campaign(spec, facility))
+        # a run cut short by an override may end before late steps: the CLI says so
+        shortened = "duration" in (overrides or {})
+        problems.extend(_check_campaign(spec, facility, shortened))
         problems.extend(_check_responses(spec))
+    problems = [p for p in problems if p.path not in non_finite or p is non_finite[p.path]]
     if problems or spec is None or facility is None:
         return None, problems
     return spec.model_copy(update={"facility": facility}), []

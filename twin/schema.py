@@ -1,17 +1,48 @@
-"""The scenario and facility file formats, declared as pydantic models (structure only)."""
+"""The scenario and facility file formats, declared as pydantic models (structure and bounds).
+
+Every number is finite, and every duration, interval and count has a bound (BOUNDS, printed
+by `twin schema`) chosen so that any valid scenario finishes in bounded time and memory.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import math
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 _UNITS = {"s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
-_DURATION = re.compile(r"^\s*-?\s*(?:\d+(?:\.\d+)?\s*(?:d|h|min|m|s)?\s*)+$")
-_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(d|h|min|m|s)?")
+# each part but the last must end in a unit, so there is one way to split a string into
+# parts: matching takes linear time (a pattern that let digits split freely took
+# exponential time on a long run of digits)
+_DURATION = re.compile(r"^\s*-?\s*(?:\d+(?:\.\d+)?\s*(?:min|d|h|m|s)\s*)*(?:\d+(?:\.\d+)?\s*)?$")
+_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(min|d|h|m|s)?")
+_MAX_DURATION_TEXT = 64
+
+DAY = 86400.0
+MAX_DURATION = 366 * DAY  # a run, and any time within one (a step's start, a delay)
+MAX_PHYSICS_STEPS = 5_000_000  # duration / physics_step: a year at the default 10 s is 3.2 M
+MAX_INTERVALS = 1_000_000  # duration / each of export, sample and batch interval
+MAX_STEPS = 10_000  # attack steps in a campaign
+MAX_DEVICES = 100_000  # devices in a facility, counting every member of a group
+MAX_SEED = 2**63 - 1
+NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"  # names that become paths (twin.rundir.NAME)
+
+BOUNDS = {
+    "numbers": "finite everywhere (no .nan, .inf)",
+    "duration": f"more than 0, at most {MAX_DURATION / DAY:g} d; any time in a run too",
+    "physics_step": "0.1 s to 1 h",
+    "export_interval, sample_interval, batch_interval": "1 s to 1 d",
+    "duration / physics_step": f"at most {MAX_PHYSICS_STEPS:,} steps",
+    "duration / each interval": f"at most {MAX_INTERVALS:,} intervals",
+    "campaign.steps": f"at most {MAX_STEPS:,}",
+    "devices (members of groups counted)": f"at most {MAX_DEVICES:,}",
+    "seed": f"0 to {MAX_SEED}",
+    "name, design names": "1-64 letters, digits, '.', '_' or '-' (they name run directories)",
+}
 
 
 def parse_duration(value: Any) -> float:
@@ -19,8 +50,10 @@ def parse_duration(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError(f"expected a duration, got {value!r}")
     if isinstance(value, int | float):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"expected a finite duration, got {value!r}")
         return float(value)
-    if isinstance(value, str) and _DURATION.match(value):
+    if isinstance(value, str) and len(value) <= _MAX_DURATION_TEXT and _DURATION.match(value):
         parts = _PART.findall(value)
         if len(parts) == 1 or all(unit for _, unit in parts):
             total = sum(float(n) * _UNITS[unit or "s"] for n, unit in parts)
@@ -33,12 +66,21 @@ def parse_duration(value: Any) -> float:
 def _positive(value: float) -> float:
     if value <= 0:
         raise ValueError(f"must be positive, got {value:g} s")
-    return value
+    return _within_a_run(value)
 
 
 def _non_negative(value: float) -> float:
     if value < 0:
         raise ValueError(f"must not be negative, got {value:g} s")
+    return _within_a_run(value)
+
+
+def _within_a_run(value: float) -> float:
+    if value > MAX_DURATION:
+        raise ValueError(
+            f"{value:g} s is longer than the longest run, {MAX_DURATION / DAY:g} d "
+            f"({MAX_DURATION:g} s)"
+        )
     return value
 
 
@@ -77,7 +119,7 @@ SERVICES = ("modbus", "http", "https", "telnet", "ssh", "rtsp", "mqtt", "dns", "
 class Model(BaseModel):
     """Strict base: unknown keys are errors, so typos never pass silently."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ZoneSpec(Model):
@@ -126,21 +168,35 @@ class ConduitSpec(Model):
 class DesignSpec(Model):
     kind: Literal["flat", "zoned", "micro"]
     description: str = ""
-    conduits: list[ConduitSpec] = Field(default_factory=list)
+    conduits: list[ConduitSpec] = Field(default_factory=list, max_length=10_000)
     port_security: list[str] = Field(
         default_factory=list, description="zones whose switch ports refuse unknown devices (NAC)"
     )
 
 
+OUTDOOR = {"mean_c": (-60.0, 60.0), "swing_c": (0.0, 40.0)}
+
+
+def _outdoor(value: dict[str, float]) -> dict[str, float]:
+    unknown = sorted(set(value) - set(OUTDOOR))
+    if unknown:
+        raise ValueError(f"unknown key {unknown[0]!r}; outdoor takes {', '.join(OUTDOOR)}")
+    for key, (low, high) in OUTDOOR.items():
+        if key in value and not low <= value[key] <= high:
+            raise ValueError(f"{key} must be within {low:g}..{high:g}, got {value[key]:g}")
+    return {"mean_c": 12.0, "swing_c": 6.0, **value}
+
+
 class FacilitySpec(Model):
     name: str
     description: str = ""
-    zones: list[ZoneSpec] = Field(min_length=1)
-    devices: list[DeviceSpec] = Field(min_length=1)
-    designs: dict[str, DesignSpec] = Field(min_length=1)
-    outdoor: dict[str, float] = Field(
+    zones: list[ZoneSpec] = Field(min_length=1, max_length=1000)
+    devices: list[DeviceSpec] = Field(min_length=1, max_length=MAX_DEVICES)
+    designs: dict[str, DesignSpec] = Field(min_length=1, max_length=100)
+    outdoor: Annotated[dict[str, float], AfterValidator(_outdoor)] = Field(
         default_factory=lambda: {"mean_c": 12.0, "swing_c": 6.0},
-        description="daily outdoor temperature: mean and half peak-to-peak swing",
+        description="daily outdoor temperature: mean_c (-60..60) and swing_c, the half "
+        "peak-to-peak swing (0..40)",
     )
 
 
@@ -180,7 +236,7 @@ class StepSpec(Model):
 
 class CampaignSpec(Model):
     attacker: AttackerSpec
-    steps: list[StepSpec] = Field(default_factory=list)
+    steps: list[StepSpec] = Field(default_factory=list, max_length=MAX_STEPS)
 
 
 SEVERITIES = ("low", "medium", "high", "critical")
@@ -218,13 +274,13 @@ class DetectorSpec(Model):
 
 
 class ScenarioSpec(Model):
-    name: str
+    name: str = Field(pattern=NAME, description="names the default run directory")
     story: str = ""
     facility: str | FacilitySpec = Field(description="a facility file (relative path) or inline")
     design: str
     duration: Duration
     warmup: Delay = Field(default=7200.0, description="attack-free time the detectors learn on")
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)
     backend: Literal["sim", "mininet"] = "sim"
     hosts: Literal["device", "group"] = Field(
         default="device",
@@ -238,15 +294,24 @@ class ScenarioSpec(Model):
         description="mininet backend: simulated seconds per wall-clock second (60: an hour a minute)",
     )
     start: dt.datetime = Field(
-        default=dt.datetime(2026, 1, 12, 0, 0), description="wall-clock time of t=0 (schedules)"
+        default=dt.datetime(2026, 1, 12, 0, 0),
+        ge=dt.datetime(1900, 1, 1),
+        le=dt.datetime(2999, 12, 31),
+        description="wall-clock time of t=0 (schedules)",
     )
     campaign: CampaignSpec | None = None
-    detectors: list[str | DetectorSpec] = Field(default_factory=list)
+    detectors: list[str | DetectorSpec] = Field(default_factory=list, max_length=100)
     responses: list[PlaybookSpec] = Field(
-        default_factory=list, description="playbooks; empty: none"
+        default_factory=list, max_length=100, description="playbooks; empty: none"
     )
-    export_interval: Duration = Field(default=60.0, description="flow active timeout")
-    batch_interval: Duration = Field(default=300.0, description="telemetry streamed per batch")
-    physics_step: Duration = 10.0
-    sample_interval: Duration = Field(default=60.0, description="process table sampling")
+    export_interval: Duration = Field(
+        default=60.0, ge=1, le=DAY, description="flow active timeout (1 s to 1 d)"
+    )
+    batch_interval: Duration = Field(
+        default=300.0, ge=1, le=DAY, description="telemetry streamed per batch (1 s to 1 d)"
+    )
+    physics_step: Duration = Field(default=10.0, ge=0.1, le=3600, description="0.1 s to 1 h")
+    sample_interval: Duration = Field(
+        default=60.0, ge=1, le=DAY, description="process table sampling (1 s to 1 d)"
+    )
     grace: Delay = Field(default=600.0, description="scoring: detection grace after a step")

@@ -118,7 +118,7 @@ def print_outcome(summary: dict[str, Any], directory: Path) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from twin.run import execute
-    from twin.scenario import load_scenario
+    from twin.scenario import late_steps, load_scenario
 
     path = resolve_scenario(args.scenario)
     overrides = {
@@ -136,6 +136,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:  # names are pattern-checked, and a run started in the same second gets its own
         stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         directory = fresh_path(Path("runs"), stamp, spec.name, spec.design, f"s{spec.seed}")
+    late = late_steps(spec)
+    if late:
+        err.print(
+            f"note: the run ends at {spec.duration / 3600:g} h, before step(s) "
+            f"{', '.join(late)} start: they will not run",
+            markup=False,
+        )
     if spec.backend == "mininet" and not args.quiet:
         wall = spec.duration / spec.speed
         err.print(
