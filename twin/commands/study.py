@@ -61,10 +61,15 @@ def add_executor_options(p: Any) -> None:
 
 
 def cmd_study(args: argparse.Namespace) -> int:
+    import signal
+
+    from twin.commands.common import _interrupt
     from twin.study.run import run_study
     from twin.study.spec import load_study
 
     study = load_study(args.file)
+    # SIGTERM stops a study as Ctrl-C does: finished runs are on disk, the cluster is closed
+    signal.signal(signal.SIGTERM, _interrupt)
     directory = Path(args.out) if args.out else Path("runs") / f"study-{study.spec.name}"
     cluster = cluster_of(args)
     if not args.quiet:
