@@ -678,4 +678,9 @@ def json_schema() -> dict[str, Any]:
     out = ScenarioSpec.model_json_schema(by_alias=True)
     out["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     out["title"] = "twin scenario"
+    out["description"] = (
+        "A twin scenario. Bounds, so that any valid scenario finishes in bounded time and "
+        "memory: " + "; ".join(f"{k}: {v}" for k, v in schema.BOUNDS.items()) + "."
+    )
+    out["x-twin-bounds"] = dict(schema.BOUNDS)
     return out

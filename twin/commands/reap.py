@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from twin.commands.common import out
+from twin.errors import InputError
 
 ORDER = 80
 
@@ -14,7 +15,16 @@ ORDER = 80
 def cmd_reap(args: argparse.Namespace) -> int:
     from twin.network.emulated import STATE_NAME, reap, stale_states
 
-    where = Path(args.dir)
+    where = Path(args.dir or "runs")
+    try:
+        exists = where.is_dir()
+    except ValueError:  # a NUL byte in the path
+        raise InputError(f"not a valid directory path: {args.dir!r}") from None
+    if not exists and args.dir is None:  # no runs yet in this directory: nothing to reap
+        out.print(f"nothing to reap: there is no {where} directory here")
+        return 0
+    if not exists:
+        raise InputError(f"{where} is not a directory: give a run directory or a directory of runs")
     states = [where / STATE_NAME] if (where / STATE_NAME).exists() else stale_states(where)
     if not states:
         out.print(f"nothing to reap under {where}: no emulated run there was killed outright")
@@ -36,5 +46,5 @@ def register(sub: Any) -> None:
         "error. A run killed outright cannot: this removes exactly what its record lists. "
         "DIR is one run directory or a directory of runs (default: runs). Needs root.",
     )
-    rp.add_argument("dir", nargs="?", default="runs", metavar="DIR")
+    rp.add_argument("dir", nargs="?", default=None, metavar="DIR")
     rp.set_defaults(func=cmd_reap)
