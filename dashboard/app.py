@@ -61,4 +61,7 @@ def create_app(room: Classroom) -> Dash:
 def serve(room: Classroom, host: str, port: int) -> None:
     """Serve until interrupted (Flask's threaded server: one thread per request)."""
     app = create_app(room)
-    app.run(host=host, port=port, debug=False, threaded=True)
+    try:
+        app.run(host=host, port=port, debug=False, threaded=True)
+    finally:
+        room.close()  # every exercise's process ends with the server

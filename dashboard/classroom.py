@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dashboard.host import HostedExercise
 from dashboard.lab import BenchJob
 from dashboard.session import SPEEDS, Exercise
 from twin.errors import TwinError
@@ -18,6 +19,7 @@ from twin.schema import ScenarioSpec
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O or 1/I to misread aloud
 MAX_LIVE = 24  # exercises running at once; more would starve the ones running
 MAX_KEPT = 200  # finished exercises kept for their after-action review
+KEEP_PROCESSES = 4  # finished exercises whose process stays (beyond: their log is kept)
 MAX_CLIENTS = 5000
 STUCK_AFTER = 900.0  # s simulated without an action while an attack step is live
 
@@ -40,7 +42,7 @@ class Seat:
 class Room:
     """An exercise with the people in it."""
 
-    exercise: Exercise
+    exercise: Any  # an Exercise, here or in a process of its own (dashboard.host)
     owner: str  # the client who may start, pause and stop it (the trainer in team mode)
     trainees: list[str] = field(default_factory=list)
 
@@ -52,12 +54,21 @@ def new_code(n: int = 6) -> str:
 class Classroom:
     """Every exercise and session of one dashboard server. Nothing lives in module globals."""
 
-    def __init__(self, trainer_token: str, backend: str = "sim", workdir: Path | None = None):
+    def __init__(
+        self,
+        trainer_token: str,
+        backend: str = "sim",
+        workdir: Path | None = None,
+        *,
+        hosted: bool = True,
+    ) -> None:
         if len(trainer_token) < 8:
             raise ValueError("the trainer token needs at least 8 characters")
         self.trainer_token = trainer_token
         self.backend = backend
         self.workdir = workdir or Path("runs") / "dashboard"
+        # each exercise in a process of its own (a server); in-process for tests of the rules
+        self.hosted = hosted
         self.lock = threading.RLock()
         self.seats: dict[str, Seat] = {}
         self.rooms: dict[str, Room] = {}
@@ -112,14 +123,15 @@ class Classroom:
             live = [
                 r
                 for r in self.rooms.values()
-                if r.exercise.state in ("warming", "running", "paused")
+                if r.exercise.get_state() in ("warming", "running", "paused")
             ]
             if len(live) >= MAX_LIVE:
                 raise Refused(f"the server runs {len(live)} exercises already; stop one first")
             code = new_code()
             while code in self.rooms:
                 code = new_code()
-            room = Room(Exercise(spec, code, speed=speed, team=team, source=source), seat.client)
+            make = HostedExercise if self.hosted else Exercise
+            room = Room(make(spec, code, speed=speed, team=team, source=source), seat.client)
             if not team:
                 old = self.rooms.get(seat.exercise or "")
                 if old is not None and old.owner == seat.client:
@@ -131,9 +143,28 @@ class Classroom:
         return room
 
     def _forget_old(self) -> None:
-        done = [c for c, r in self.rooms.items() if r.exercise.state in ("finished", "failed")]
+        done = [
+            c for c, r in self.rooms.items() if r.exercise.get_state() in ("finished", "failed")
+        ]
         for c in done[: max(0, len(done) - MAX_KEPT)]:
-            del self.rooms[c]
+            gone = self.rooms.pop(c).exercise
+            if isinstance(gone, HostedExercise):
+                gone.close()
+        # finished exercises keep their log; their processes go, all but the latest few
+        for c in done[: max(0, len(done) - KEEP_PROCESSES)]:
+            if c in self.rooms and isinstance(self.rooms[c].exercise, HostedExercise):
+                self.rooms[c].exercise.archive()
+
+    def close(self) -> None:
+        """Stop every exercise and end their processes (the server is shutting down)."""
+        with self.lock:
+            rooms = list(self.rooms.values())
+        for r in rooms:
+            try:
+                r.exercise.stop()
+            finally:
+                if isinstance(r.exercise, HostedExercise):
+                    r.exercise.close()
 
     def join(self, client: Any, code: Any) -> Room:
         seat = self.seat(client)
@@ -216,6 +247,8 @@ class Classroom:
         room = self.trainer_room(client, code)
         ex = room.exercise
         view = ex.view(trainer=True)
+        requests = ex.request_list()
+        warmup = ex.info()["warmup"]
         steps = [e for e in view["steps"] if e.get("kind") == "step"]
         first = min(
             [float(e["t_start"]) for e in steps] + list(view["running_steps"].values()),
@@ -224,15 +257,16 @@ class Classroom:
         live = first is not None and view["contained_at"] is None
         out = []
         for n, c in enumerate(room.trainees, 1):
-            mine = [r for r in ex.requests if r.by == c[:6]]
-            last = max((r.t for r in mine if r.t is not None), default=None)
+            mine = [r for r in requests if r["by"] == c[:6]]
+            last = max((r["t"] for r in mine if r["t"] is not None), default=None)
             since = max(x for x in (first, last) if x is not None) if live else None
+            stuck = since is not None and view["t"] - since > STUCK_AFTER
             out.append({
                 "trainee": f"trainee {n} ({c[:6]})",
                 "actions": len(mine),
-                "applied": sum(r.status == "applied" for r in mine),
-                "last action": "-" if last is None else f"+{(last - ex.spec.warmup) / 60:.0f} min",
-                "stuck": bool(since is not None and view["t"] - since > STUCK_AFTER),
+                "applied": sum(r["status"] == "applied" for r in mine),
+                "last action": "-" if last is None else f"+{(last - warmup) / 60:.0f} min",
+                "stuck": f"STUCK: no action for {STUCK_AFTER / 60:.0f}+ min of a live attack" if stuck else "no",
             })  # fmt: skip
         return out
 

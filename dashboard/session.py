@@ -300,6 +300,24 @@ class Exercise:
                 ]
             return out
 
+    def info(self) -> dict[str, Any]:
+        """What never changes during the exercise: names, the map, the actions per device."""
+        spec = self.spec
+        return {
+            "code": self.code, "team": self.team, "scenario": spec.name, "design": spec.design,
+            "seed": spec.seed, "warmup": spec.warmup, "duration": spec.duration, "grid": self.q,
+            "source": self.source, "site": self.site,
+            "device_ips": {d.name: d.ip for d in self.facility.devices},
+            "actions": {d.name: actions_for(self.facility, d.name) for d in self.facility.devices},
+        }  # fmt: skip
+
+    def get_state(self) -> str:
+        return self.state
+
+    def request_list(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [vars(r).copy() for r in self.requests]
+
     def log_copy(self) -> list[dict[str, Any]]:
         with self.lock:
             return [dict(e) for e in self.log]

@@ -60,17 +60,18 @@ def _review(client: Any) -> tuple[Any, dict[str, Any], list[dict[str, Any]], rev
     if room is None:
         raise TwinError("no exercise yet: start one on the Exercise page")
     ex = room.exercise
-    if ex.state not in ("finished", "failed"):
+    info = ex.info()
+    state = ex.get_state()
+    if state not in ("finished", "failed"):
         raise TwinError(
-            f"exercise {ex.code} is still {ex.state}: the review is ready when it ends "
+            f"exercise {info['code']} is still {state}: the review is ready when it ends "
             "(Stop and review on the Exercise page)"
         )
     log = ex.log_copy()
     baseline = ex.no_response_harm()
-    ips = {d.name: d.ip for d in ex.facility.devices}
-    meta = {"exercise": ex.code, "scenario": ex.spec.name, "design": ex.spec.design,
-            "seed": ex.spec.seed, "grid_s": ex.q, "warmup_s": ex.spec.warmup, "baseline_harm": baseline}  # fmt: skip
-    return ex, meta, log, review.score(log, baseline, ex.spec.warmup, ips)
+    meta = {"exercise": info["code"], "scenario": info["scenario"], "design": info["design"],
+            "seed": info["seed"], "grid_s": info["grid"], "warmup_s": info["warmup"], "baseline_harm": baseline}  # fmt: skip
+    return ex, meta, log, review.score(log, baseline, info["warmup"], info["device_ips"])
 
 
 @callback(
@@ -111,7 +112,7 @@ def show(_n: Any, client: Any) -> tuple[Any, ...]:
     return (
         f"{r.total:g}",
         lines,
-        figures.timeline_figure(log, history, ex.spec.warmup),
+        figures.timeline_figure(log, history, meta["warmup_s"]),
         figures.matrix_figure(log),
         note,
         True,
@@ -127,12 +128,14 @@ def show(_n: Any, client: Any) -> tuple[Any, ...]:
 )
 def export(_j: Any, _c: Any, client: Any) -> Any:
     try:
-        ex, meta, log, r = _review(client)
+        _, meta, log, r = _review(client)
     except TwinError:
         return no_update
     if ctx.triggered_id == ids.EXPORT_JSON:
-        return dcc.send_string(review.export_json(log, r, meta), f"exercise-{ex.code}.json")
-    return dcc.send_string(review.export_csv(log), f"exercise-{ex.code}.csv")
+        return dcc.send_string(
+            review.export_json(log, r, meta), f"exercise-{meta['exercise']}.json"
+        )
+    return dcc.send_string(review.export_csv(log), f"exercise-{meta['exercise']}.csv")
 
 
 clientside_callback(

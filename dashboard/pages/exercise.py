@@ -10,7 +10,7 @@ from dash import Input, Output, State, callback, ctx, dcc, html, no_update
 
 from dashboard import figures, ids
 from dashboard.app import classroom
-from dashboard.session import ACTION_LABELS, SPEEDS, actions_for
+from dashboard.session import ACTION_LABELS, SPEEDS
 from dashboard.widgets import (
     designs_of,
     load_shipped,
@@ -289,7 +289,7 @@ def tick(_n: Any, code: Any, client: Any, shown_t: Any, shown_map: Any) -> tuple
     room = classroom()
     try:
         v = room.view(client, code)
-        site = room.room(client, code).exercise.site
+        site = room.room(client, code).exercise.info()["site"]
     except TwinError as exc:
         return message(str(exc)), [], "", "", "", no_update, None, no_update, None
     trainer = v["role"] == "trainer"
@@ -372,7 +372,7 @@ def targets(code: Any, client: Any) -> Any:
     if not code:
         return []
     try:
-        site = classroom().room(client, code).exercise.site
+        site = classroom().room(client, code).exercise.info()["site"]
     except TwinError:
         return []
     return [{"label": f"{d['name']} ({d['kind']}, {d['zone']})", "value": d["name"]} for d in site["devices"]] + [
@@ -401,7 +401,7 @@ def applicable(target: Any, code: Any, client: Any) -> tuple[Any, Any]:
         kinds = ["block_conduit"]
     else:
         try:
-            kinds = actions_for(classroom().room(client, code).exercise.facility, target)
+            kinds = classroom().room(client, code).exercise.info()["actions"].get(target, [])
         except TwinError:
             return [], None
     return [{"label": ACTION_LABELS[k], "value": k} for k in kinds], kinds[0] if kinds else None

@@ -171,7 +171,12 @@ def trainer_view(_n: Any, client: Any) -> tuple[Any, ...]:
     room = classroom()
     try:
         if room.seat(client).role != "trainer":
-            return html.Div("Unlock with the trainer token to run a team exercise.", className="help"), "", "", []
+            return (
+                html.Div("Unlock with the trainer token to run a team exercise.", className="help"),
+                "",
+                "",
+                [],
+            )
         code = room.seat(client).exercise
         r = room.trainer_room(client, code)
         v = room.view(client, code)
@@ -231,5 +236,7 @@ def trainer_view(_n: Any, client: Any) -> tuple[Any, ...]:
         "No attack step yet.", className="help")  # fmt: skip
     people = table(roster, ["trainee", "actions", "applied", "last action", "stuck"]) if roster else html.Div(
         "No trainee has joined yet.", className="help")  # fmt: skip
-    targets = [{"label": d["name"], "value": d["name"]} for d in r.exercise.site["devices"]]
+    targets = [
+        {"label": d["name"], "value": d["name"]} for d in r.exercise.info()["site"]["devices"]
+    ]
     return head, timeline, people, targets

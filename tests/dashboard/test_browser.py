@@ -278,7 +278,7 @@ def test_every_page_renders(server: str, browser: Browser) -> None:
                            ("what-if", "No study results yet"), ("trainer", "trainer token")):  # fmt: skip
             tab.go(path)
             tab.page.get_by_text(text, exact=False).first.wait_for()
-            tab.shot(path)
+            tab.shot(f"page-{path}")
         assert tab.errors == []
     finally:
         tab.close()

@@ -16,7 +16,7 @@ TOKEN = "trainer-secret-1"
 
 @pytest.fixture
 def room() -> Iterator[Classroom]:
-    c = Classroom(TOKEN)
+    c = Classroom(TOKEN, hosted=False)
     yield c
     for r in list(c.rooms.values()):
         r.exercise.stop()
@@ -70,7 +70,7 @@ def test_team_exercise_trainer_and_trainee(room: Classroom) -> None:
     code = r.exercise.code
     room.join(trainee, code.lower())
     room.act(trainee, code, "quarantine", "cam-lobby")
-    assert [q.target for q in r.exercise.requests] == ["cam-lobby"]
+    assert [q["target"] for q in r.exercise.request_list()] == ["cam-lobby"]
     assert "compromised" not in room.view(trainee, code)
     assert "compromised" in room.view(trainer, code)
     with pytest.raises(Refused, match="only the trainer"):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import plotly.graph_objects as go
+
 from dashboard.figures import map_elements, matrix_figure, physics_figure, site_of, timeline_figure
 from twin.facility import Facility
 from twin.network.policy import Policy
@@ -64,12 +66,13 @@ def test_physics_figure_draws_rooms_against_their_band() -> None:
         "room.office.temp_c": (19.0, 25.0),
         "tank.t.level_m": (0.5, 3.5),
     }
-    fig = physics_figure(history, bands, 10800.0)
+    fig = go.Figure(physics_figure(history, bands, 10800.0))  # plotly accepts it as it is
     names = [t.name for t in fig.data]
     assert "hall" in names and "hall upper band" in names
     band = next(t for t in fig.data if t.name == "hall upper band")
     assert list(band.y) == [27.0, 27.0]
     assert next(t for t in fig.data if t.name == "hall").x[-1] == 9.0
+    assert {t.yaxis for t in fig.data} == {"y", "y2", "y3"}
 
 
 def test_timeline_and_matrix_show_what_happened() -> None:

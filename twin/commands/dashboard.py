@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
+import signal
 from typing import Any
 
 from twin.commands.common import err
@@ -34,8 +35,17 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
             "only the token holder can run the trainer view",
             markup=False,
         )
-    serve(room, args.host, args.port)
+    # SIGTERM ends the server as Ctrl-C does: every exercise's process is stopped first
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        serve(room, args.host, args.port)
+    except KeyboardInterrupt:
+        err.print("dashboard stopped", markup=False)
     return 0
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def register(sub: Any) -> None:
