@@ -61,20 +61,17 @@ def add_executor_options(p: Any) -> None:
 
 
 def cmd_study(args: argparse.Namespace) -> int:
-    import signal
-
-    from twin.commands.common import _interrupt
+    from twin.rundir import interruptible
     from twin.study.run import run_study
     from twin.study.spec import load_study
 
     study = load_study(args.file)
-    # SIGTERM stops a study as Ctrl-C does: finished runs are on disk, the cluster is closed
-    signal.signal(signal.SIGTERM, _interrupt)
     directory = Path(args.out) if args.out else Path("runs") / f"study-{study.spec.name}"
     cluster = cluster_of(args)
     if not args.quiet:
         err.print(f"study {study.spec.name}: {cluster.describe()}; results in {directory}")
-    with progress_bar(args.quiet) as bar:
+    # SIGTERM stops a study as Ctrl-C does: finished runs are on disk, the cluster is closed
+    with interruptible(), progress_bar(args.quiet) as bar:
         task = bar.add_task(study.spec.name, total=None, failed=0)
 
         def progress(done: int, failed: int, total: int) -> None:
