@@ -40,7 +40,8 @@ class Technique:
     # denial of service and exfiltration do not.
     compromises: ClassVar[bool] = True
     # what success changes beyond the wire, recorded in the truth as signals the step caused:
-    # "process" (the target's process signals) and/or "health" (its availability)
+    # "process" (the target's process signals), "health" (its availability), "firmware"
+    # (the image it runs)
     changes: ClassVar[tuple[str, ...]] = ()
 
     @classmethod

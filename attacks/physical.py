@@ -52,7 +52,7 @@ class FirmwareImplant(Technique):
     )
     params = ImplantParams
     grace = ATTESTATION_INTERVAL + 600.0  # seen only at the next firmware attestation
-    changes = ("process",)  # a biasing implant moves its setpoint
+    changes = ("process", "firmware")  # the image it runs; a biasing implant moves a setpoint
 
     @classmethod
     def check(cls, step: StepSpec, params: Any, facility: Facility) -> list[Problem]:

@@ -142,7 +142,7 @@ class Identity(Detector):
             why = f"{r.device} attests firmware {r.version} {r.digest[:12]}; inventory: {want}"
             why += " (same version, different image)" if same else ""
             technique = "T0857" if same else "T0839"
-            cited = evidence.events((r.event_id,))
+            cited = evidence.events((r.event_id,)) + evidence.signals([evidence.firmware(r.device)])
             out.append(self._alert(r.t, "critical", technique, r.device, "", r.ip, why, cited))
         return out
 

@@ -154,7 +154,9 @@ def test_every_alert_cites_its_evidence(name: str) -> None:
     flows = {f"flow:{i}" for b in rec.batches for i in b.flows["flow_id"]}
     events = {f"event:{i}" for b in rec.batches for i in b.events["event_id"]}
     signals = {f"signal:{s}" for b in rec.batches for s in b.process["signal"].unique()}
-    signals |= {f"signal:health.{d.name}" for d in rec.site.facility.devices}
+    signals |= {
+        f"signal:{p}.{d.name}" for d in rec.site.facility.devices for p in ("health", "firmware")
+    }
     for a in alerts:
         assert a.evidence, f"{name}: alert without evidence: {a}"
         unknown = set(a.evidence) - flows - events - signals

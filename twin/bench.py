@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from twin.errors import SimulationError
+from twin.holdout import add_lofo_html, bench_report
 from twin.scenario import load_scenario
 from twin.study.executor import Cluster, Progress, ResultStore, run_all
 from twin.study.spec import run_key
@@ -109,6 +110,7 @@ def bench(
     *,
     backend: str = "sim",
     speed: float | None = None,
+    holdout_facility: str | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Run the grid as a study on the one executor (keyed, resumable), write per-run and
     pooled tables (Parquet, CSV) and an HTML report.
@@ -141,10 +143,14 @@ def bench(
     rows = [row for key in runs for row in records[key]["rows"]]
     per_run = pd.DataFrame(rows)
     board = pool(per_run)
+    # scored by evidence: late detections apart, the windowed score beside, and the
+    # leave-one-facility-out table (twin/holdout.py)
+    board, lofo = bench_report(out, board, holdout_facility)
     for name, frame in (("per_run", per_run), ("leaderboard", board)):
         frame.to_parquet(out / f"{name}.parquet", index=False)
         frame.to_csv(out / f"{name}.csv", index=False)
     write_html(board, per_run, out / "leaderboard.html")
+    add_lofo_html(out / "leaderboard.html", lofo)
     write_json_atomic(out / "bench.json", {
         "scenarios": [p.stem for p in scenarios], "detectors": detectors, "seeds": seeds,
         "duration": duration, "attack_free": attack_free, "backend": backend, "speed": speed,

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import simpy
 
-from twin.evidence import device_signals, health
+from twin.evidence import device_signals, firmware, health
 from twin.faces import Faces
 from twin.facility import Facility
 from twin.network.base import Network
@@ -191,7 +191,8 @@ class Campaign:
         self.warmup = warmup
         self.techniques = TECHNIQUES
         self.attacker = Attacker(spec.attacker.name, spec.attacker.origin)
-        self.rows: list[dict[str, Any]] = []
+        self.finished: list[dict[str, Any]] = []  # truth rows of steps that ended
+        self._open: dict[str, dict[str, Any]] = {}  # provisional rows of steps under way
         self.skipped: list[dict[str, Any]] = []
         self.running: dict[str, float] = {}
         self._done: dict[str, simpy.Event] = {s.id: env.event() for s in spec.steps}
@@ -229,6 +230,13 @@ class Campaign:
                     break
                 yield self.env.timeout(600.0)
 
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        """Truth rows: every step that ended, then those still under way (ending now), so a
+        step the run's end cut short is scored, not lost."""
+        now = self.env.now
+        return self.finished + [{**row, "t_end": now} for row in self._open.values()]
+
     def _changed(self, changes: tuple[str, ...], outcome: Outcome) -> str:
         """The process signals a successful step changed (space-joined, for the truth table)."""
         if not outcome.succeeded or not changes:
@@ -239,8 +247,12 @@ class Campaign:
         for target in str(outcome.target).split(","):
             if "process" in changes:
                 names |= self._signals.get(target, frozenset())
-            if "health" in changes and target in self.facility.by_name:
+            if target not in self.facility.by_name:
+                continue
+            if "health" in changes:
                 names.add(health(target))
+            if "firmware" in changes:
+                names.add(firmware(target))
         return " ".join(sorted(names))
 
     def _run(self, step: StepSpec) -> Generator[simpy.Event, Any, None]:
@@ -262,9 +274,21 @@ class Campaign:
         t_start = self.env.now
         self.running[step.id] = t_start
         attacker_name, attacker_ip = ctx.source
+        target = self.facility.by_name.get(step.target or "")
+        acting = Outcome(True, target.name if target else "", target.ip if target else "")
+        self._open[step.id] = {
+            "step_id": step.id, "technique": technique.technique_id, "name": technique.name,
+            "t_start": t_start, "attacker": attacker_name, "attacker_ip": attacker_ip,
+            "target": acting.target, "target_ip": acting.target_ip, "succeeded": False,
+            "blocked_by": "", "detail": "still under way when the run ended",
+            "grace": step.grace if step.grace is not None else technique.grace,
+            # what it is acting on: a flood cut by the end of the run has still taken it down
+            "signals": self._changed(technique.changes, acting),
+        }  # fmt: skip
         outcome: Outcome = yield from technique.run(ctx)
         del self.running[step.id]
-        self.rows.append({
+        del self._open[step.id]
+        self.finished.append({
             "step_id": step.id, "technique": technique.technique_id, "name": technique.name,
             "t_start": t_start, "t_end": self.env.now, "attacker": attacker_name,
             "attacker_ip": attacker_ip, "target": outcome.target, "target_ip": outcome.target_ip,

@@ -36,6 +36,11 @@ def health(device: str) -> str:
     return f"health.{device}"
 
 
+def firmware(device: str) -> str:
+    """The pseudo-signal of the image a device runs (its attestation reports it)."""
+    return f"firmware.{device}"
+
+
 def join(tokens: Iterable[str]) -> str:
     return " ".join(tokens)
 

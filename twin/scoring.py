@@ -121,24 +121,25 @@ def _tokens(alerts: pd.DataFrame) -> list[frozenset[str]]:
 
 
 def match_steps(truth: pd.DataFrame, alerts: pd.DataFrame) -> list[list[int]]:
-    """Per alert, the truth rows (positions) it is evidence of: it cites something the step
-    caused, and comes no earlier than the step started."""
+    """Per alert, the truth rows (positions) it is evidence of: it cites a flow or event the
+    step caused (those exist only because of it), or a signal the step changed, from the
+    step's start on (a signal exists before the step too)."""
     steps = truth.reset_index(drop=True)
-    caused_by = [
-        (float(r.t_start), caused(r.flow_ids, r.event_ids, getattr(r, "signals", "")))
-        for r in steps.itertuples()
-    ]
-    out = []
+    caused_by = []
+    for r in steps.itertuples():
+        records = caused(r.flow_ids, r.event_ids, "")
+        changed = caused((), (), getattr(r, "signals", ""))
+        caused_by.append((float(r.t_start), records, changed))
+    out: list[list[int]] = []
     for t, tokens in zip(alerts["t"].to_numpy(dtype=float), _tokens(alerts), strict=True):
-        out.append(
-            [
-                i
-                for i, (t0, c) in enumerate(caused_by)
-                if tokens and t >= t0 and not tokens.isdisjoint(c)
-            ]
-            if tokens
-            else []
-        )
+        if not tokens:
+            out.append([])
+            continue
+        out.append([
+            i
+            for i, (t0, records, changed) in enumerate(caused_by)
+            if not tokens.isdisjoint(records) or (t >= t0 and not tokens.isdisjoint(changed))
+        ])  # fmt: skip
     return out
 
 
