@@ -222,6 +222,7 @@ def execute(
     source: str = "",
     counterfactual: bool = True,
     force: bool = False,
+    cli: bool = False,
 ) -> RunResult:
     """Run a checked scenario into `out`. Whatever happens, what was computed is kept on disk.
 
@@ -230,7 +231,7 @@ def execute(
     written cannot break them.
     """
     with claim(out, force=force), contextlib.ExitStack() as shield:
-        return _run(spec, out, progress, source, counterfactual, shield)
+        return _run(spec, out, progress, source, counterfactual, shield, cli)
 
 
 def _run(
@@ -240,6 +241,7 @@ def _run(
     source: str,
     counterfactual: bool,
     shield: contextlib.ExitStack,
+    cli: bool = False,
 ) -> RunResult:
     facility = Facility.build(facility_of(spec))
     dspecs = detector_specs(spec)
@@ -248,6 +250,8 @@ def _run(
     playbooks = Playbooks(spec.responses, engine) if spec.responses else None
     # with responses on, stream every export interval so an analyst's clock starts on time
     step = min(spec.batch_interval, spec.export_interval) if playbooks else spec.batch_interval
+    if cli:  # a person leaving the CLI is heard within one export interval
+        step = min(step, spec.export_interval)
     writer = RunWriter(out)
     alerts: list[Alert] = []
     # on the emulated network the detectors work beside the kernel, which keeps real time
@@ -258,9 +262,11 @@ def _run(
     wall = time.perf_counter()
     try:
         with engine.net:
+            if cli:  # Mininet's prompt on the live network; leaving it ends the run
+                engine.net.open_cli()  # type: ignore[attr-defined]
             t = 0.0
             baseline: list[TelemetryBatch] = []
-            while t < spec.warmup:
+            while t < spec.warmup and not getattr(engine.net, "cli_done", False):
                 t = min(t + step, spec.warmup)
                 batch = engine.run_until(t)
                 writer.write_batch(batch)
@@ -271,7 +277,7 @@ def _run(
             site = SiteView(facility, engine.net.policy, captures() if captures else None)
             detection.fit(TelemetryBatch.concat(baseline), site)
             del baseline
-            while t < spec.duration:
+            while t < spec.duration and not getattr(engine.net, "cli_done", False):
                 t = min(t + step, spec.duration)
                 batch = engine.run_until(t)
                 writer.write_batch(batch)

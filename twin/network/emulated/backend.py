@@ -136,6 +136,8 @@ class EmulatedNetwork:
         self.captures_dir = self.workdir / "captures"
         self._plant_read = plant_read
         self.closed = False
+        self._cli_left_at: float | None = None  # simulated time the person left the CLI
+        self._exported_to = 0.0  # end of the last flow export
         self.observed_writes: list[tuple[float, ModbusWrite]] = []
         self.attributions: list[Attribution] = []
         self.transactions = 0  # real transactions the kernel made
@@ -341,6 +343,30 @@ class EmulatedNetwork:
             ):
                 self._sent[f"mute:{name}"] = (until,)
         self.apply_policy()
+
+    def open_cli(self) -> None:
+        """Mininet's CLI on this live network, in a thread of its own (see emulated.cli)."""
+        from twin.network.emulated.cli import open_cli
+
+        net = self.deployment.net
+        if net is None:
+            raise BackendError("the emulated network is not deployed")
+
+        def left() -> None:
+            with self.lock:
+                self._cli_left_at = self.env.now
+
+        open_cli(net, self, self.topology, left)
+
+    @property
+    def cli_done(self) -> bool:
+        """The person left the CLI, and what they typed has been exported as flows since
+        (at the first export after they left, whose interval holds their last packets)."""
+        left = self._cli_left_at
+        if left is None:
+            return False
+        interval = self.meter.interval
+        return self._exported_to >= (math.floor(left / interval) + 1) * interval
 
     def stop_capture(self) -> None:
         """End the captures (tcpdump flushes its files); the pcaps stay in the run directory."""
@@ -615,6 +641,7 @@ class EmulatedNetwork:
             t_end, self.standing.allowed(), self.standing.answered(self.env.now)
         )
         real = self._captured(t_end)
+        self._exported_to = t_end
         parts = [c for c in (modelled, real) if c]
         if not parts:
             return {}
