@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import sys
 from pathlib import Path
 from typing import Any
@@ -150,7 +151,12 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"{wall / 60:.1f} min of wall time"
             + (" (--speed 60 runs an hour a minute)" if spec.speed == 1 and wall > 600 else "")
         )
-    show = not args.quiet and sys.stderr.isatty()
+    if args.cli:  # Mininet's prompt on the live run (twin/network/emulated/cli.py)
+        if spec.backend != "mininet":
+            err.print("--cli opens Mininet's CLI: it needs --backend mininet", markup=False)
+            return 2
+        execute = functools.partial(execute, cli=True)
+    show = not args.quiet and sys.stderr.isatty() and not args.cli
     if show:
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -213,6 +219,11 @@ def register(sub: Any) -> None:
         "--force",
         action="store_true",
         help="replace the previous twin run in --out (never anything that is not a twin run)",
+    )
+    r.add_argument(
+        "--cli",
+        action="store_true",
+        help="mininet backend: Mininet's CLI (mininet>) on the live run; leaving it ends the run",
     )
     r.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     r.set_defaults(func=cmd_run)
