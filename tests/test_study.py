@@ -388,3 +388,54 @@ def test_every_shipped_study_loads_and_compares_the_three_designs() -> None:
         if {"flat", "zoned", "micro"} <= set(study.designs):
             facilities.add(Path(study.spec.facility).stem)
     assert {"harbour-dc", "office-hq", "plant-line"} <= facilities
+
+
+def _descendants(pid: int) -> set[int]:
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            parents[int(stat.parent.name)] = int(fields[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {p for p, pp in parents.items() if pp in frontier} - found
+        found |= frontier
+    return found
+
+
+@pytest.mark.slow
+def test_sigterm_stops_a_study_and_its_local_cluster(tmp_path: Path) -> None:
+    """SIGTERM ends a study on the embedded cluster with status 130, its finished runs kept
+    and no worker process left behind."""
+    path = write_study(tmp_path, seeds=[1, 2])
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "twin.cli", "study", str(path), "--workers", "2", "-q",
+           "--out", str(out)]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while not list((out / "results").glob("*.json")) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        children = _descendants(proc.pid)
+        assert children, "the cluster's worker processes"
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, stderr
+
+    def alive() -> list[int]:
+        out = []
+        for p in children:
+            with contextlib.suppress(OSError):
+                if Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                    out.append(p)
+        return out
+
+    deadline = time.monotonic() + 15  # the resource tracker and workers finish exiting
+    while alive() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not alive()
+    assert ResultStore(out).attempts()
