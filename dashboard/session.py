@@ -52,6 +52,14 @@ def quantum(spec: ScenarioSpec) -> float:
     return k * spec.physics_step
 
 
+def detection_cadence(spec: ScenarioSpec, speed: float) -> float:
+    """Simulated seconds between detector batches: a whole number of export intervals that
+    takes at most ~5 wall seconds at this speed, and at most the scenario's batch interval."""
+    most = max(1, math.floor(spec.batch_interval / spec.export_interval))
+    k = max(1, min(most, math.floor(5.0 * speed / spec.export_interval)))
+    return k * spec.export_interval
+
+
 def actions_for(facility: Facility, device: str) -> list[str]:
     """The response actions that make sense on this device."""
     d = facility.by_name.get(device)
@@ -124,6 +132,7 @@ class Exercise:
         source: str = "",
         script: list[dict[str, Any]] | None = None,
         grid: float | None = None,
+        detect_every: float | None = None,
     ) -> None:
         # a trainee's exercise has no playbooks: the trainee is the response
         self.spec = spec.model_copy(update={"responses": []})
@@ -134,6 +143,9 @@ class Exercise:
         # a coarse grid at high speed keeps the engine's cost per wall second down; the grid
         # is fixed for the exercise's life, so a replay with it is exact
         self.q = grid or (self.spec.export_interval if speed >= 30 else quantum(self.spec))
+        # detectors see batches of up to five wall seconds (fewer, larger calls cost less),
+        # never more than the scenario's batch interval; fixed for the replay, as the grid
+        self.detect_every = detect_every or detection_cadence(self.spec, speed)
         self.lock = threading.RLock()
         self.state = "ready"  # ready | warming | running | paused | finished | failed
         self.error = ""
@@ -306,6 +318,7 @@ class Exercise:
         return {
             "code": self.code, "team": self.team, "scenario": spec.name, "design": spec.design,
             "seed": spec.seed, "warmup": spec.warmup, "duration": spec.duration, "grid": self.q,
+            "detect_every": self.detect_every,
             "source": self.source, "site": self.site,
             "device_ips": {d.name: d.ip for d in self.facility.devices},
             "actions": {d.name: actions_for(self.facility, d.name) for d in self.facility.devices},
@@ -418,7 +431,7 @@ class Exercise:
             self._record(t, alerts, samples)
 
     def _on_export(self, t: float) -> bool:
-        k = t / self.spec.export_interval
+        k = t / self.detect_every
         return abs(k - round(k)) < 1e-9 or t >= self.spec.duration
 
     def _apply(self, req: Request, now: float) -> None:

@@ -70,7 +70,7 @@ def _review(client: Any) -> tuple[Any, dict[str, Any], list[dict[str, Any]], rev
     log = ex.log_copy()
     baseline = ex.no_response_harm()
     meta = {"exercise": info["code"], "scenario": info["scenario"], "design": info["design"],
-            "seed": info["seed"], "grid_s": info["grid"], "warmup_s": info["warmup"], "baseline_harm": baseline}  # fmt: skip
+            "seed": info["seed"], "grid_s": info["grid"], "detect_every_s": info["detect_every"], "warmup_s": info["warmup"], "baseline_harm": baseline}  # fmt: skip
     return ex, meta, log, review.score(log, baseline, info["warmup"], info["device_ips"])
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from dashboard.review import score
-from dashboard.session import FEED_CAP, Exercise, actions_for, quantum
+from dashboard.session import FEED_CAP, Exercise, actions_for, detection_cadence, quantum
 from twin.errors import SimulationError
 from twin.scenario import load_scenario
 from twin.schema import ScenarioSpec
@@ -49,6 +49,17 @@ def test_quantum_divides_the_export_interval() -> None:
     spec = flagship()
     q = quantum(spec)
     assert q <= 10 and spec.export_interval % q == 0 and q % spec.physics_step == 0
+
+
+def test_detection_cadence_is_a_few_wall_seconds() -> None:
+    """Detector batches are whole export intervals, a few wall seconds apart at any speed."""
+    spec = flagship()
+    for speed in (1, 10, 60, 600):
+        every = detection_cadence(spec, speed)
+        assert every % spec.export_interval == 0 and every <= max(
+            spec.batch_interval, spec.export_interval
+        )
+        assert every / speed <= 5 or every == spec.export_interval
 
 
 def test_quarantine_stops_the_attack(responded: Exercise) -> None:
@@ -155,7 +166,9 @@ def test_a_live_exercise_replays_exactly() -> None:
         assert time.monotonic() < deadline
         time.sleep(0.1)
     assert live.state == "finished", live.error
-    replay = Exercise(spec, "REPLAY", speed=600, script=live.script(), grid=live.q)
+    replay = Exercise(
+        spec, "REPLAY", speed=600, script=live.script(), grid=live.q, detect_every=live.detect_every
+    )
     replay.run_to(spec.duration)
     assert replay.log == live.log
     base = live.no_response_harm()
