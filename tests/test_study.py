@@ -361,6 +361,22 @@ def test_morris_ranks_the_factor_that_matters_first() -> None:
     assert s.loc["default_credentials", "mu_star"] > 0.5 > s.loc["patch_lag_days", "mu_star"] == 0
 
 
+def test_sobol_first_order_indices_split_an_additive_outcome() -> None:
+    """Sobol S1 of y = 2a + b (a, b uniform on [0, 1]) is about 0.8 for a and 0.2 for b."""
+    from SALib.sample import sobol
+
+    from twin.study.stats import sensitivity
+
+    problem = {"num_vars": 2, "names": ["default_credentials", "patch_lag_days"],
+               "bounds": [[0.0, 1.0], [0.0, 1.0]]}  # fmt: skip
+    x = sobol.sample(problem, 256, calc_second_order=False, seed=0)
+    frame = pd.DataFrame({"status": "ok", "design": "micro", "sample": range(len(x)),
+                          "blast_share": 2 * x[:, 0] + x[:, 1]})  # fmt: skip
+    s = sensitivity(frame, problem, "sobol", "blast_share", x).set_index("factor")
+    assert s.loc["default_credentials", "S1"] == pytest.approx(0.8, abs=0.1)
+    assert s.loc["patch_lag_days", "S1"] == pytest.approx(0.2, abs=0.1)
+
+
 def test_report_ranks_designs_with_a_sentence_each(
     serial_results: pd.DataFrame, tmp_path: Path
 ) -> None:

@@ -145,6 +145,18 @@ def write_report(
         )
         parts += [f"<h2>Sensitivity of blast share ({spec.sampling.method}, per design)</h2>",
                   _table(sens) if not sens.empty else "<p>not every sampled point finished</p>"]  # fmt: skip
+    from twin.study import metrics
+
+    parts += [
+        "<h2>Definitions</h2>",
+        f"<pre style='white-space:pre-wrap'>{html.escape(metrics.__doc__ or '')}</pre>",
+    ]
+    from twin.study import metrics
+
+    parts += [
+        "<h2>Definitions</h2>",
+        f"<pre style='white-space:pre-wrap'>{html.escape(metrics.__doc__ or '')}</pre>",
+    ]
     for metric in stats.OUTCOMES:
         c = stats.cells(frame, metric)
         if not c.empty:

@@ -96,7 +96,7 @@ def ranking(frame: pd.DataFrame) -> list[dict[str, Any]]:
         r["why"] = (
             f"{r['design']}: median {r['blast_share']:.0%} of devices compromised "
             f"({r['safety_blast_share']:.0%} of safety-critical), {r['harm']:.2f} harm units, "
-            f"{r['blocked']:g} steps blocked by the design, attack detected in "
+            f"{r['blocked']:g} step(s) blocked by the design, attack detected in "
             f"{r['detected']:.0%} of runs"
             + (
                 f"; an attacker needs {r['conduits_to_open']:g} more conduit(s) opened to reach "
