@@ -83,7 +83,7 @@ def map_elements(
     alerting = set(state.get("alerting", ()))
     blocked = set(state.get("blocked", ()))
     els: list[dict[str, Any]] = []
-    per_row, zones_per_row = 4, 3
+    per_row, zones_per_row = 3, 3
     zones = site["zones"]
     members: dict[str, list[dict[str, Any]]] = {z["name"]: [] for z in zones}
     for d in site["devices"]:
@@ -129,10 +129,10 @@ def map_elements(
 
 
 MAP_STYLE = [
-    {"selector": "node", "style": {"label": "data(label)", "font-size": 10, "text-valign": "bottom",
-                                   "text-margin-y": 3, "width": 22, "height": 22}},
+    {"selector": "node", "style": {"label": "data(label)", "font-size": 14, "text-valign": "bottom",
+                                   "text-margin-y": 3, "width": 30, "height": 30}},
     {"selector": ".zone", "style": {"background-color": "#eef2f7", "border-color": "#9aa7b8",
-                                    "border-width": 1, "text-valign": "top", "font-size": 11,
+                                    "border-width": 1, "text-valign": "top", "font-size": 15,
                                     "font-weight": "bold", "shape": "round-rectangle"}},
     {"selector": ".normal", "style": {"background-color": COLOURS["normal"]}},
     {"selector": ".alerting", "style": {"background-color": COLOURS["alerting"], "border-width": 3,

@@ -294,7 +294,9 @@ class Exercise:
                 "warmup": self.spec.warmup,
                 "duration": self.spec.duration,
                 "warm_progress": self.warm_progress,
-                "feed": [dict(x) for x in list(self.feed)[:50]],
+                "feed": sorted(
+                    (dict(x) for x in list(self.feed)[:50]), key=lambda a: (-a["t_last"], -a["id"])
+                ),
                 "alerting": sorted(alerting),
                 "quarantined": sorted(live.quarantined),
                 "blocked": sorted(live.blocked),

@@ -94,7 +94,7 @@ def layout(**_: Any) -> html.Div:
                             ),
                             cyto.Cytoscape(
                                 id=ids.MAP, elements=[], layout={"name": "preset", "fit": True},
-                                stylesheet=figures.MAP_STYLE, style={"height": "360px", "width": "100%"},
+                                stylesheet=figures.MAP_STYLE, style={"height": "440px", "width": "100%"},
                                 userZoomingEnabled=True, autoRefreshLayout=True,
                             ),
                             html.Div(
@@ -329,6 +329,9 @@ def _status(v: dict[str, Any]) -> Any:
         html.B(f"{figures.clock(v['t'], v['warmup'])}"), f" of {figures.clock(total + v['warmup'], v['warmup'])}",
         f" at {v['speed']:g}x",
         html.Div(v["story"] or "", className="help"),
+        html.Div("Your job: watch the alerts and the plant; when a device misbehaves, pick it on the map, "
+                 "respond (quarantine it, restore setpoints, ...), then Stop and review for your score.",
+                 className="help", style={"fontWeight": "600", "marginTop": "4px"}),
     ])  # fmt: skip
 
 
@@ -339,7 +342,7 @@ def _feed(v: dict[str, Any]) -> Any:
         )
     rows = [
         html.Tr([
-            html.Td(figures.clock(a["t"], v["warmup"])), html.Td(a["device"]), html.Td(a["detector"]),
+            html.Td(figures.clock(a["t_last"], v["warmup"])), html.Td(a["device"]), html.Td(a["detector"]),
             html.Td(a["severity"], className=f"sev-{a['severity']}"), html.Td(a["technique"]),
             html.Td(a["reason"] + (f" (x{a['count']})" if a["count"] > 1 else "")),
         ])
