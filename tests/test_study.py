@@ -165,6 +165,21 @@ def test_more_default_credentials_never_decrease_reachability() -> None:
     assert flat["attacker_reach"] > analyse(spec, "micro")["attacker_reach"]
 
 
+def test_a_design_written_in_the_study_is_compared(tmp_path: Path) -> None:
+    """A study may add its own design; it is expanded and analysed like the facility's."""
+    strict = {"kind": "micro", "conduits": [
+        {"from": "bms-server", "to": "ahu", "services": ["modbus"]},
+        {"from": "bms-server", "to": "vav-hall", "services": ["modbus"]},
+    ]}  # fmt: skip
+    study = load_study(write_study(tmp_path, designs=["flat", "strict"],
+                                   extra_designs={"strict": strict}))  # fmt: skip
+    assert {r["design"] for r in expand(study)} == {"flat", "strict"}
+    fac = study.scenarios["dc-quick-intrusion"].facility
+    assert not isinstance(fac, str)
+    assert analyse(fac, "strict")["exposed_to_internet"] == 0
+    assert analyse(fac, "flat")["security_level_gaps"]["ot"] == 2  # SL-1 cameras reach SL-3 OT
+
+
 def test_blast_radius_flat_ge_zoned_ge_micro(serial_results: pd.DataFrame) -> None:
     """On the reference site the quick intrusion's blast radius orders flat >= zoned >= micro."""
     blast = serial_results.groupby("design")["blast_share"].median()

@@ -150,10 +150,11 @@ def analyse(spec: FacilitySpec, design: str) -> dict[str, Any]:
     }
     exposed = set(g.successors(OUTSIDE))
     checks["externally_reached"] = sum(a in exposed for a, _ in unconduited)
-    # SL gap: a zone's target SL minus the lowest target SL of a zone reaching it unconduited
+    # SL gap: a zone's target SL minus the lowest target SL of a zone the design lets reach
+    # it (by a conduit or by default): what its boundary actually holds out
     sl = {z.name: z.security_level for z in site.zones.values()}
     gaps: dict[str, int] = {}
-    for a, b in unconduited:
+    for a, b in g.edges:
         za, zb = zone.get(a, next(iter(site.internet_zones()), "")), zone[b]
         if za != zb:
             gaps[zb] = max(gaps.get(zb, 0), sl[zb] - sl.get(za, 0))
