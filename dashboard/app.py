@@ -29,7 +29,7 @@ def create_app(room: Classroom) -> Dash:
         pages_folder=str(PAGES),
         title="twin: training dashboard",
         suppress_callback_exceptions=True,
-        update_title=None,
+        update_title=None,  # type: ignore[arg-type]  # None: the tab title does not flicker
     )
     app.server.extensions[KEY] = room
     nav = html.Nav(

@@ -107,7 +107,7 @@ class _Archived:
 
     def method(self, name: str) -> Any:
         f = self.final
-        answers = {
+        answers: dict[str, Any] = {
             "log_copy": lambda: [dict(e) for e in f["log"]],
             "script": lambda: list(f["script"]),
             "request_list": lambda: list(f["requests"]),

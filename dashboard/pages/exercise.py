@@ -302,6 +302,8 @@ def tick(_n: Any, code: Any, client: Any, shown_t: Any, shown_map: Any) -> tuple
     feed = _feed(v)
     actions = _actions(v)
     hints = [html.Div(f"Hint from the trainer: {h['text']}", className="hint") for h in v["hints"]]
+    fig: Any
+    t: Any
     if shown_t == v["t"] and v["history"]:
         fig, t = no_update, no_update
     else:
