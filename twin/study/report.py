@@ -151,12 +151,6 @@ def write_report(
         "<h2>Definitions</h2>",
         f"<pre style='white-space:pre-wrap'>{html.escape(metrics.__doc__ or '')}</pre>",
     ]
-    from twin.study import metrics
-
-    parts += [
-        "<h2>Definitions</h2>",
-        f"<pre style='white-space:pre-wrap'>{html.escape(metrics.__doc__ or '')}</pre>",
-    ]
     for metric in stats.OUTCOMES:
         c = stats.cells(frame, metric)
         if not c.empty:
