@@ -209,6 +209,10 @@ def run_all(
             elif n + 1 < ATTEMPTS:
                 queue.add(submit(key, n + 1))
             else:
-                done(key, _failed(key, todo[key], future.exception()))
+                try:
+                    error = future.exception()
+                except BaseException as exc:  # cancelled: the cluster gave up on it
+                    error = exc
+                done(key, _failed(key, todo[key], error))
             future.release()  # the record is on disk; the cluster can forget it
     return records
