@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from twin import __version__
 from twin.commands import modules
-from twin.commands.common import err
+from twin.commands.common import err, ignore_signals
 from twin.errors import InputError, ScenarioError, TwinError
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_BUG, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -59,6 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         err.print(f"error: {exc}", markup=False)
         return EXIT_FAILED
     except KeyboardInterrupt:
+        ignore_signals()
         err.print("interrupted", markup=False)
         return EXIT_INTERRUPTED
     except BrokenPipeError:  # `twin schema | head`: the reader left, nothing is wrong

@@ -197,8 +197,9 @@ _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 def _on_signal(signum: int, frame: FrameType | None) -> None:
     if _STATE.interrupted or _STATE.finishing:
         _STATE.noted.append(signum)
-        with contextlib.suppress(OSError):
-            os.write(2, b"\nstill finishing: the results are being written, then twin exits\n")
+        if len(_STATE.noted) == 1:  # said once; more signals change nothing
+            with contextlib.suppress(OSError):
+                os.write(2, b"\nstill finishing: the results are being written, then twin exits\n")
         return
     _STATE.interrupted = True
     raise KeyboardInterrupt(f"signal {signum}")
@@ -209,7 +210,7 @@ def _main_thread() -> bool:
 
 
 @contextlib.contextmanager
-def _handlers() -> Iterator[None]:
+def _handlers(keep_if_interrupted: bool = False) -> Iterator[None]:
     if not _main_thread():
         yield
         return
@@ -219,17 +220,21 @@ def _handlers() -> Iterator[None]:
     try:
         yield
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+        # after an interruption the process is on its way out: a late signal must not kill
+        # it (exit status 130, not death by signal) or cut its last words
+        if not (keep_if_interrupted and _STATE.interrupted):
+            for sig, handler in previous.items():
+                signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
 
 
 @contextlib.contextmanager
 def interruptible() -> Iterator[None]:
     """Around a whole run: SIGINT and SIGTERM interrupt it once (KeyboardInterrupt), then only
-    get noted, so the run's orderly finish completes whatever else arrives."""
+    get noted, so the run's orderly finish completes whatever else arrives. After an
+    interruption the noting handlers stay, until the process exits."""
     _STATE.interrupted = False
     _STATE.noted = []
-    with _handlers():
+    with _handlers(keep_if_interrupted=True):
         yield
 
 

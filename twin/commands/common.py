@@ -59,8 +59,21 @@ def execute_run(
         with interruptible():
             return execute(spec, directory, progress, str(path), force=force)
     except KeyboardInterrupt:
+        ignore_signals()
         err.print(f"interrupted: {interrupted_outcome(directory)}", markup=False)
         raise SystemExit(130) from None
+
+
+def ignore_signals() -> None:
+    """On the way out after an interruption: a late SIGINT or SIGTERM must not kill the
+    process (exit status 130, not death by signal), even during interpreter shutdown, which
+    resets Python-level handlers but leaves ignored signals ignored."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def interrupted_outcome(directory: Path) -> str:
