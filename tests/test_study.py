@@ -470,3 +470,31 @@ def test_sigterm_stops_a_study_and_its_local_cluster(tmp_path: Path) -> None:
         time.sleep(0.2)
     assert not alive()
     assert ResultStore(out).attempts()
+
+
+def test_any_one_field_broken_is_refused_with_a_path_or_loads(tmp_path: Path) -> None:
+    """Property: a valid study with any one field set to an arbitrary value either loads or
+    is refused as a ScenarioError whose every problem has a path; nothing else escapes."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    fields = ["name", "facility", "scenarios", "designs", "baseline", "detector_sets", "playbooks",
+              "lifecycle", "sampling", "seeds", "duration", "warmup", "extra_designs"]  # fmt: skip
+    values = st.recursive(
+        st.none() | st.booleans() | st.integers(-5, 5000) | st.floats(allow_nan=False)
+        | st.text(max_size=8),
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+        max_leaves=6,
+    )  # fmt: skip
+
+    @settings(max_examples=40, deadline=None, derandomize=True,
+              suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+    @given(st.sampled_from(fields), values)
+    def check(field: str, value: Any) -> None:
+        path = write_study(tmp_path, **{field: value})
+        try:
+            load_study(path)
+        except ScenarioError as exc:
+            assert exc.problems and all(p.path for p in exc.problems), exc.render()
+
+    check()
