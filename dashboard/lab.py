@@ -25,6 +25,7 @@ class BenchJob:
     duration: str | None = None
     state: str = "queued"  # queued | running | done | failed
     done: int = 0
+    failed: int = 0
     total: int = 0
     current: str = ""
     error: str = ""
@@ -39,10 +40,12 @@ class BenchJob:
         self._thread.start()
 
     def _progress(self, *args: Any) -> None:
-        # bench reports (done, total, label); tolerate other shapes as it evolves
-        nums = [a for a in args if isinstance(a, int | float)]
-        if len(nums) >= 2:
-            self.done, self.total = int(nums[0]), int(nums[1])
+        # bench has reported (done, total, label) and (done, failed, total); tolerate both
+        nums = [int(a) for a in args if isinstance(a, int | float) and not isinstance(a, bool)]
+        if len(nums) >= 3:
+            self.done, self.failed, self.total = nums[0] + nums[1], nums[1], nums[2]
+        elif len(nums) == 2:
+            self.done, self.total = nums
         labels = [a for a in args if isinstance(a, str)]
         if labels:
             self.current = labels[0]
