@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -35,9 +36,59 @@ class BenchJob:
     _thread: threading.Thread | None = None
 
     def start(self) -> None:
+        """Run in a process of its own (the web server's callbacks keep their core), with a
+        thread here reading its progress."""
+        from dashboard.host import _context
+
+        ctx = _context()
         self.state = "running"
-        self._thread = threading.Thread(target=self._run, name="detector-lab", daemon=True)
+        queue = ctx.Queue()
+        proc = ctx.Process(
+            target=_bench_process,
+            args=(
+                self.scenarios,
+                self.detectors,
+                self.seeds,
+                self.out,
+                self.duration,
+                queue,
+                os.getpid(),
+            ),
+            name="detector-lab",
+            daemon=True,
+        )
+        proc.start()
+        self._thread = threading.Thread(target=self._follow, args=(proc, queue), daemon=True)
         self._thread.start()
+
+    def _follow(self, proc: Any, queue: Any) -> None:
+        import queue as q
+
+        while True:
+            try:
+                kind, payload = queue.get(timeout=1.0)
+            except q.Empty:
+                if not proc.is_alive():
+                    self.state, self.error = (
+                        "failed",
+                        f"the benchmark process ended ({proc.exitcode})",
+                    )
+                    return
+                continue
+            if kind == "progress":
+                self._progress(*payload)
+            elif kind == "done":
+                try:
+                    self.board, self.per_run = _tables(None, self.out)
+                    self.state = "done"
+                except Exception as exc:
+                    self.state, self.error = "failed", f"{type(exc).__name__}: {exc}"
+                proc.join(timeout=10)
+                return
+            else:
+                self.state, self.error = "failed", str(payload)
+                proc.join(timeout=10)
+                return
 
     def _progress(self, *args: Any) -> None:
         # bench has reported (done, total, label) and (done, failed, total); tolerate both
@@ -50,23 +101,31 @@ class BenchJob:
         if labels:
             self.current = labels[0]
 
-    def _run(self) -> None:
-        from twin import bench
 
-        try:
-            result = call_bench(bench.bench, self)
-            board, per_run = _tables(result, self.out)
-            self.board, self.per_run = board, per_run
-            self.state = "done"
-        except Exception as exc:  # a failed benchmark is shown on the page, the server goes on
-            self.state, self.error = "failed", f"{type(exc).__name__}: {exc}"
+def _bench_process(
+    scenarios: list[Path], detectors: list[str], seeds: list[int], out: Path,
+    duration: str | None, queue: Any, server_pid: int,
+) -> None:  # fmt: skip
+    """The lab's benchmark, in its own process; it ends if the web server goes."""
+    from dashboard.host import _watch
+    from twin import bench
+
+    _watch(server_pid)
+    job = BenchJob(scenarios, detectors, seeds, out, duration)
+    try:
+        call_bench(bench.bench, job, lambda *a: queue.put(("progress", a)))
+    except Exception as exc:  # reported on the page
+        queue.put(("failed", f"{type(exc).__name__}: {exc}"))
+        return
+    queue.put(("done", None))
 
 
-def call_bench(fn: Any, job: BenchJob) -> Any:
+def call_bench(fn: Any, job: BenchJob, progress: Any = None) -> Any:
     """Call bench with the keywords its current signature accepts (it is being rebuilt)."""
     wanted: dict[str, Any] = {
         "scenarios": job.scenarios, "detectors": job.detectors, "seeds": job.seeds,
-        "out": job.out, "duration": job.duration, "attack_free": False, "progress": job._progress,
+        "out": job.out, "duration": job.duration, "attack_free": False,
+        "progress": progress or job._progress,
         "jobs": 1,
     }  # fmt: skip
     params = inspect.signature(fn).parameters
@@ -76,6 +135,7 @@ def call_bench(fn: Any, job: BenchJob) -> Any:
 
 
 def _tables(result: Any, out: Path) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """The leaderboard and per-run tables: as bench returned them, or read from its files."""
     if isinstance(result, tuple) and result and isinstance(result[0], pd.DataFrame):
         per = result[1] if len(result) > 1 and isinstance(result[1], pd.DataFrame) else None
         return result[0], per
