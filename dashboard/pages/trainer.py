@@ -43,7 +43,8 @@ def layout(**_: Any) -> html.Div:
             html.Div(
                 [
                     html.B("Team exercise"),
-                    html.Div("Start one, then give the code to the trainees: they join it on the Exercise page.",
+                    html.Div("Start one, then give the code to the trainees: they join it on the Exercise page. "
+                             "Your own Exercise page shows its map with the compromised devices marked.",
                              className="help"),
                     html.Div([
                         _field("Scenario", dcc.Dropdown(scenario_options(), "flagship", id=ids.TEAM_SCENARIO,
