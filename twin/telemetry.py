@@ -163,9 +163,22 @@ SCHEMAS = {
 }
 
 
+def finite_json(data: Any) -> Any:
+    """`data` with every NaN or infinity (numpy's too) as None: JSON has no such numbers."""
+    if isinstance(data, float | np.floating):
+        return float(data) if np.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: finite_json(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [finite_json(v) for v in data]
+    return data
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
+    """Strict JSON (a NaN becomes null), written whole or not at all."""
     tmp = path.with_name(path.name + ".part")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    text = json.dumps(finite_json(data), indent=2, default=str, allow_nan=False)
+    tmp.write_text(text + "\n")
     os.replace(tmp, path)
 
 
