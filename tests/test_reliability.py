@@ -71,7 +71,7 @@ BAD_FIELDS = [
     (("campaign", "steps", 2, "params", "value"), NAN, "campaign.steps[2].params.value: nan is not a finite number"),
     (("campaign", "steps", 2, "params", "value"), 1000, "supply_air_setpoint=1000 is outside (5, 45)"),
     (("campaign", "steps", 0, "at"), "7h", "campaign.steps[0].at: 25200 s is after the run ends"),
-    (("name",), "../../..", "name: String should match pattern"),
+    (("name",), "../../..", "name: '../../..' cannot name a run directory"),
     (("seed",), -1, "seed: Input should be greater than or equal to 0"),
     (("facility", "outdoor"), {"mean_c": 10, "wind": 3}, "facility.outdoor: unknown key 'wind'"),
     (("facility", "outdoor"), {"mean_c": NAN}, "facility.outdoor.mean_c: nan is not a finite number"),

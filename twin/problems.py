@@ -11,8 +11,9 @@ from pydantic import BaseModel, ValidationError
 
 from twin import schema
 from twin.errors import Problem
+from twin.rundir import NAME_RULE
 
-NAME_RULE = "1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+__all__ = ["NAME_RULE", "field_path", "join", "non_finite_numbers", "pydantic_problems", "suggest"]
 
 
 def _vocabulary() -> list[str]:
@@ -59,6 +60,8 @@ def pydantic_problems(exc: ValidationError, prefix: str = "") -> list[Problem]:
             msg = f"unknown field {name!r}{suggest(name, vocabulary)}"
         elif kind == "missing":
             msg = "required field is missing"
+        elif kind == "string_pattern_mismatch" and err.get("ctx", {}).get("pattern") == schema.NAME:
+            msg = f"{err.get('input')!r} cannot name a run directory: use {NAME_RULE}"
         else:
             msg = err["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
             given = err.get("input")

@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
+from twin.rundir import NAME as RUN_NAME
+
 _UNITS = {"s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
 # each part but the last must end in a unit, so there is one way to split a string into
 # parts: matching takes linear time (a pattern that let digits split freely took
@@ -29,7 +31,7 @@ MAX_INTERVALS = 1_000_000  # duration / each of export, sample and batch interva
 MAX_STEPS = 10_000  # attack steps in a campaign
 MAX_DEVICES = 100_000  # devices in a facility, counting every member of a group
 MAX_SEED = 2**63 - 1
-NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"  # names that become paths (twin.rundir.NAME)
+NAME = RUN_NAME.pattern  # names that become paths
 
 BOUNDS = {
     "numbers": "finite everywhere (no .nan, .inf)",
