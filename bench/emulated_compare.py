@@ -92,8 +92,8 @@ def fidelity(tree: Path) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="twin-fid-") as d:
         run_in(
             tree,
-            ["-m", "twin.cli", "fidelity", "flagship", "--speed", "240", "--duration", "2h",
-             "--warmup", "30m", "--out", d, "-q"],
+            ["-m", "twin.cli", "fidelity", "flagship", "--speed", "240", "--duration", "4h",
+             "--out", d, "-q"],
         )  # fmt: skip
         overall = json.loads((Path(d) / "fidelity.json").read_text())
     found = overall.get("overall", overall)

@@ -92,7 +92,7 @@ def test_mn_opens_the_written_file_on_its_own(tmp_path: Path) -> None:
     target = tmp_path / "facility_topo.py"
     assert cli_main(["topo", "flagship", "--design", "zoned", "-o", str(target)]) == 0
     connect = (
-        "python3 -c 'import socket; s = socket.socket(); s.settimeout(1.0); "
+        "python3 -c 'import socket; s = socket.socket(); s.settimeout(3.0); "
         'print("connect", s.connect_ex(("10.20.20.10", 502)))\''
     )
     script = "\n".join(

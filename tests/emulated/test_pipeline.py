@@ -162,7 +162,7 @@ def refused(ip: str) -> str:
     return ""
 
 
-def settle(paths: list[Path], quiet: float = 0.5, limit: float = 10.0) -> None:
+def settle(paths: list[Path], quiet: float = 1.5, limit: float = 15.0) -> None:
     """Wait until the captures stop growing: tcpdump, stopped, drops what it has not read
     yet, and a busy machine can leave it well behind the traffic."""
     deadline = time.monotonic() + limit

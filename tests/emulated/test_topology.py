@@ -640,3 +640,28 @@ def test_a_run_killed_with_sigkill_is_reaped_to_nothing(tmp_path: Path, moment: 
         assert ProcessId.of(spawned) is None
     with pytest.raises(BackendError, match="no inventory"):
         reap(state)
+
+
+@emulated
+def test_reap_clears_what_a_twin_from_before_mininet_left(tmp_path: Path) -> None:
+    """An inventory written before the backend moved onto Mininet lists named namespaces:
+    reap still removes them, and what runs inside them."""
+    name = f"twin-legacy{os.getpid()}-ahu"
+    run(["ip", "netns", "add", name])
+    inside = subprocess.Popen(["ip", "netns", "exec", name, "sleep", "60"], start_new_session=True)
+    try:
+        theirs = os.stat(Path("/run/netns", name))
+        deadline = time.monotonic() + 10
+        while netns.inode_of(inside.pid) != (theirs.st_dev, theirs.st_ino):
+            assert time.monotonic() < deadline, "sleep never entered the namespace"
+            time.sleep(0.01)
+        state = tmp_path / STATE_NAME
+        write_state(state, None, [{"kind": "netns", "name": name}])
+        assert reap(state).namespaces == 1
+        assert not Path("/run/netns", name).exists()
+        assert inside.wait(timeout=5) == -signal.SIGKILL
+    finally:
+        if Path("/run/netns", name).exists():
+            run(["ip", "netns", "del", name])
+        inside.kill()
+        inside.wait()

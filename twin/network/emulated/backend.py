@@ -27,7 +27,6 @@ import contextlib
 import ipaddress
 import json
 import math
-import re
 import shutil
 import subprocess
 import sys
@@ -36,7 +35,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Generator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,12 +53,12 @@ from twin.network.emulated.deployment import Deployment
 from twin.network.emulated.facelinks import FaceLinks
 from twin.network.emulated.faceproc import HostSpec
 from twin.network.emulated.lifecycle import reap, stale_states
+from twin.network.emulated.metering import Attribution, Attributions, CaptureMeter
 from twin.network.emulated.netns import enter
 from twin.network.emulated.pipeline import Capture, capture, run_in, stop_capture
 from twin.network.emulated.realtime import RealTime
 from twin.network.emulated.topology import Topology
 from twin.network.flows import FLOW_COLUMNS, Chunk, FlowMeter, StandingFlow
-from twin.network.pcapflows import PcapMeter, PcapTail
 from twin.network.policy import Policy
 from twin.network.sim import StandingMasks
 from twin.network.transactions import (
@@ -82,22 +80,6 @@ WAIT_STEP = 0.01  # wall s between looks at a running transaction
 SCAN_RATE_CAP = 5_000.0
 MAX_SESSIONS = 64  # kernel-made Modbus connections kept open for reuse  # packets/s nmap may send, whatever the speed
 TOOLS = {"tcpdump": "tcpdump", "nmap": "nmap"}
-
-
-@dataclass
-class Attribution:
-    """Traffic an attack step made: flows from src (to dst:port, if known) in a time window.
-
-    Open (t1 infinite) while the transaction or tool runs, so flows exported meanwhile
-    are labelled too.
-    """
-
-    cause: str
-    src_ip: str
-    dst_ip: str | None
-    dport: int | None
-    t0: float  # simulated seconds
-    t1: float = math.inf
 
 
 class EmulatedNetwork:
@@ -139,7 +121,7 @@ class EmulatedNetwork:
         self._cli_left_at: float | None = None  # simulated time the person left the CLI
         self._exported_to = 0.0  # end of the last flow export
         self.observed_writes: list[tuple[float, ModbusWrite]] = []
-        self.attributions: list[Attribution] = []
+        self.attributions = Attributions()
         self.transactions = 0  # real transactions the kernel made
         self._port = 0
         self._inflight: dict[tuple[str, str, int], str] = {}  # (src, dst, port) -> cause
@@ -151,8 +133,7 @@ class EmulatedNetwork:
         self._workers: dict[str, concurrent.futures.ThreadPoolExecutor] = {}
         self._sessions: dict[tuple[str, str, int], ModbusPeer] = {}
         self._captures: list[Capture] = []
-        self._tails: list[PcapTail] = []
-        self._pcap_meter = PcapMeter(meter.interval)
+        self.metering: CaptureMeter | None = None  # once the clock has begun
         self.standing = StandingMasks(policy, faces, meter)  # the modelled streams
         self._sent: dict[str, tuple[Any, ...]] = {}
         self._words: dict[str, list[int]] = {}  # what each face mirrors now
@@ -269,8 +250,8 @@ class EmulatedNetwork:
             peer.close()
         try:
             self.stop_capture()
-            for tail in self._tails:
-                tail.close()
+            if self.metering is not None:
+                self.metering.close()
         finally:
             if self.links is not None:
                 self.links.close()
@@ -437,8 +418,7 @@ class EmulatedNetwork:
         return self._worker(host).submit(self._perform, txn)
 
     def _attribute_to(self, attribution: Attribution) -> Attribution:
-        self.attributions.append(attribution)
-        return attribution
+        return self.attributions.add(attribution)
 
     def _finish(self, txn: Transaction, future: concurrent.futures.Future[Reply]) -> Reply:
         self.transactions += 1
@@ -575,18 +555,7 @@ class EmulatedNetwork:
         t0 = self.env.now
         out = self.workdir / f"nmap-{cause}-{int(t0)}.xml"
         wall_rate = min(rate * self.env.speed, SCAN_RATE_CAP)
-        # fast timing: inside a site answers come in well under a millisecond, and a
-        # dropped probe is the design working, not congestion worth backing off for
-        argv = ["nmap", "-n", "-T5", "-oX", str(out), "--exclude", src_ip, "-S", src_ip, "-e", "eth0",
-                "--max-rate", f"{wall_rate:.0f}", "--max-retries", "0",
-                "--max-rtt-timeout", "100ms", "--initial-rtt-timeout", "50ms",
-                "--min-hostgroup", "256", "--min-parallelism", "256",
-                "--host-timeout", "10s"]  # fmt: skip
-        if method == "icmp":
-            argv += ["-sn", "-PE"]
-        else:
-            argv += ["-Pn", "-sS", "-p", ",".join(str(p) for p in ports)]
-        argv += subnets
+        argv = clients.sweep_argv(out, src_ip, subnets, ports, wall_rate, method)
         proc = self.deployment.spawn(host, argv)
         attribution = self._attribute_to(Attribution(cause, src_ip, None, None, t0))
         try:
@@ -600,38 +569,14 @@ class EmulatedNetwork:
         sent = sum(ipaddress.ip_network(s).num_addresses - 2 for s in subnets) * (
             1 if method == "icmp" else len(ports)
         )
-        blocks: Counter[str] = Counter()
-        for subnet in subnets:
-            for addr in ipaddress.ip_network(subnet).hosts():
-                ip = str(addr)
-                if ip == src_ip or ip in found:
-                    continue
-                for port in [0] if method == "icmp" else ports:
-                    verdict = self.policy.verdict(src_ip, ip, port)
-                    if not verdict.allowed:
-                        blocks[verdict.rule] += 1
+        blocks = clients.sweep_blocks(self.policy, src_ip, subnets, ports, method, found)
         return found, blocks, sent
 
     def _identify(self, txn: ModbusIdentify) -> Reply:
         """nmap's modbus-discover script, run in the source host, reads the identification."""
-        host = self._host_by_ip[txn.src_ip]
-        # not aggressive: the first unit id that answers, as the modelled step reads one
-        argv = ["nmap", "-n", "-Pn", "-sT", "-p", "502", "--max-retries", "0",
-                "-S", txn.src_ip, "-e", "eth0", "--host-timeout", "20s",
-                "--script", "modbus-discover", txn.dst_ip]  # fmt: skip
-        _, out = run_in(self.deployment, host, argv, timeout=40.0)
-        found = re.search(r"Device identification: ([^\r\n]+)", out)
-        if found:
-            return Reply("ok", "nmap modbus-discover", text=(found.group(1).strip(),))
-        state = re.search(r"502/tcp\s+(\S+)", out)
-        if state and state.group(1) == "closed":
-            return Reply("closed", f"{txn.dst_ip} has no service on port 502")
-        if state and state.group(1) == "open":
-            return Reply("exception", "modbus-discover read no identification")
-        return Reply(
-            "timeout",
-            f"nmap saw port 502 of {txn.dst_ip} {state.group(1) if state else 'not at all'}",
-        )
+        argv = clients.identify_argv(txn)
+        _, out = run_in(self.deployment, self._host_by_ip[txn.src_ip], argv, timeout=40.0)
+        return clients.identification(txn, out)
 
     # -- flows ------------------------------------------------------------------------------
 
@@ -654,48 +599,13 @@ class EmulatedNetwork:
         return Captures(self.captures_dir, self.env.epoch, self.env.speed)
 
     def _captured(self, t_end: float) -> Chunk:
-        if not self._tails and self._captures and self.env.epoch is not None:
-            self._tails = [
-                PcapTail(c.path, self.env.epoch, self.env.speed, self._pcap_meter.skipped)
-                for c in self._captures
-            ]
-        packets = sorted((p for tail in self._tails for p in tail.read()), key=lambda p: p[0])
-        meter = self._pcap_meter
-        for t, linktype, data, wire_len in packets:
-            meter.add(t, linktype, data, wire_len)
-        if meter.current is not None and meter.end <= t_end + 1e-6:
-            meter.flush()
-        rows, meter.rows = meter.rows, []
-        if not rows:
+        if self.metering is None and self._captures and self.env.epoch is not None:
+            self.metering = CaptureMeter(
+                [c.path for c in self._captures], self.env, self.meter, self.attributions
+            )
+        if self.metering is None:
             return {}
-        names = [c for c in FLOW_COLUMNS if c != "flow_id"]
-        cols: Chunk = {
-            n: np.array(v, dtype=object)
-            for n, v in zip(names, zip(*rows, strict=True), strict=True)
-        }
-        n = len(rows)
-        ids = np.arange(self.meter.next_id, self.meter.next_id + n, dtype=np.int64)
-        self.meter.next_id += n
-        cols["flow_id"] = ids
-        self._attribute(cols, ids)
-        return cols
-
-    def _attribute(self, cols: Chunk, ids: np.ndarray) -> None:
-        if not self.attributions:
-            return
-        slack = 2.0 * self.env.speed * WAIT_STEP * 10 + 1.0
-        src, dst, dport = cols["src_ip"], cols["dst_ip"], cols["dst_port"]
-        t_start, t_end = cols["t_start"].astype(float), cols["t_end"].astype(float)
-        for a in self.attributions:
-            hit = (src == a.src_ip) & (t_end >= a.t0 - slack) & (t_start <= a.t1 + slack)
-            if a.dst_ip is not None:
-                hit &= dst == a.dst_ip
-            if a.dport is not None:
-                hit &= dport.astype(int) == a.dport
-            for i in np.flatnonzero(hit):
-                self.meter.caused.setdefault(a.cause, []).append(int(ids[i]))
-        horizon = (self.env.now - 3 * self.meter.interval) if self.env.now else 0.0
-        self.attributions = [a for a in self.attributions if a.t1 >= horizon]
+        return self.metering.export(t_end, slack=2.0 * self.env.speed * WAIT_STEP * 10 + 1.0)
 
     def stats(self) -> dict[str, Any]:
         lags = np.array(self.env.lags) if self.env.lags else np.zeros(1)
@@ -711,7 +621,7 @@ class EmulatedNetwork:
             "lag_max_ms": round(float(lags.max()) * 1e3, 2),
             "kernel_transactions": self.transactions,
             "poller_reads": self.poller_reads(),
-            "packets_metered": self._pcap_meter.packets,
+            "packets_metered": self.metering.packets if self.metering else 0,
             "captures": [str(c.path) for c in self._captures],
         }
 

@@ -1,24 +1,28 @@
 """The kernel's real clients, run in a thread inside the source host's namespace.
 
-Probes, bulk transfers, pings and SYN floods over plain sockets, and nmap's XML report
-read back. Each answers as the modelled network does: ok, closed (a reset), timeout (a
+Probes, bulk transfers, pings and SYN floods over plain sockets; nmap's command lines,
+and its reports read back. Each answers as the modelled network does: ok, closed (a reset), timeout (a
 drop, or no answer).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import random
+import re
 import socket
 import struct
 import time
 import xml.etree.ElementTree as ET
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
 from twin.errors import BackendError
 from twin.network.emulated.faceproc import XFER_HEADER
-from twin.network.transactions import Flood, Reply, Transfer
+from twin.network.policy import Policy
+from twin.network.transactions import Flood, ModbusIdentify, Reply, Transfer
 
 CONNECT_TIMEOUT = 1.0  # wall s before an unanswered connection counts as dropped
 PROBE_TIMEOUT = 0.3
@@ -157,3 +161,68 @@ def nmap_found(path: Path, method: str) -> dict[str, set[int]]:
         if method == "icmp" or ports:
             found[ip] = ports
     return found
+
+
+def sweep_argv(
+    out: Path, src_ip: str, subnets: list[str], ports: list[int], wall_rate: float, method: str
+) -> list[str]:
+    """nmap from a host: a SYN scan of `ports`, or a ping sweep (method icmp), XML to `out`."""
+    # fast timing: inside a site answers come in well under a millisecond, and a
+    # dropped probe is the design working, not congestion worth backing off for
+    argv = ["nmap", "-n", "-T5", "-oX", str(out), "--exclude", src_ip, "-S", src_ip, "-e", "eth0",
+            "--max-rate", f"{wall_rate:.0f}", "--max-retries", "0",
+            "--max-rtt-timeout", "100ms", "--initial-rtt-timeout", "50ms",
+            "--min-hostgroup", "256", "--min-parallelism", "256",
+            "--host-timeout", "10s"]  # fmt: skip
+    if method == "icmp":
+        argv += ["-sn", "-PE"]
+    else:
+        argv += ["-Pn", "-sS", "-p", ",".join(str(p) for p in ports)]
+    return argv + subnets
+
+
+def sweep_blocks(
+    policy: Policy,
+    src_ip: str,
+    subnets: list[str],
+    ports: list[int],
+    method: str,
+    found: dict[str, set[int]],
+) -> Counter[str]:
+    """Why the probes that found nothing were dropped, by the policy's rule: a sweep's
+    blocked probes, counted as the modelled network counts them."""
+    blocks: Counter[str] = Counter()
+    for subnet in subnets:
+        for addr in ipaddress.ip_network(subnet).hosts():
+            ip = str(addr)
+            if ip == src_ip or ip in found:
+                continue
+            for port in [0] if method == "icmp" else ports:
+                verdict = policy.verdict(src_ip, ip, port)
+                if not verdict.allowed:
+                    blocks[verdict.rule] += 1
+    return blocks
+
+
+def identify_argv(txn: ModbusIdentify) -> list[str]:
+    """nmap's modbus-discover, not aggressive: the first unit id that answers, as the
+    modelled step reads one."""
+    return ["nmap", "-n", "-Pn", "-sT", "-p", "502", "--max-retries", "0",
+            "-S", txn.src_ip, "-e", "eth0", "--host-timeout", "20s",
+            "--script", "modbus-discover", txn.dst_ip]  # fmt: skip
+
+
+def identification(txn: ModbusIdentify, out: str) -> Reply:
+    """The reply an identification gets, read from modbus-discover's output."""
+    found = re.search(r"Device identification: ([^\r\n]+)", out)
+    if found:
+        return Reply("ok", "nmap modbus-discover", text=(found.group(1).strip(),))
+    state = re.search(r"502/tcp\s+(\S+)", out)
+    if state and state.group(1) == "closed":
+        return Reply("closed", f"{txn.dst_ip} has no service on port 502")
+    if state and state.group(1) == "open":
+        return Reply("exception", "modbus-discover read no identification")
+    return Reply(
+        "timeout",
+        f"nmap saw port 502 of {txn.dst_ip} {state.group(1) if state else 'not at all'}",
+    )

@@ -156,6 +156,22 @@ def _stop_nodes(
     return len(live)
 
 
+def _delete_named_namespaces(names: Sequence[str]) -> int:
+    """Named namespaces (`ip netns add`) an earlier twin made: what is inside them, then them."""
+    paths = [Path("/run/netns") / n for n in names if (Path("/run/netns") / n).exists()]
+    inodes = set()
+    for path in paths:
+        st = path.stat()
+        inodes.add((st.st_dev, st.st_ino))
+    for pid in ns.pids_inside(inodes):
+        if pid != os.getpid():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    for path in paths:
+        ns.run(["ip", "netns", "del", path.name], what="delete an earlier run's namespace")
+    return len(paths)
+
+
 def _tear_down(
     entries: Sequence[dict[str, Any]], popens: dict[int, subprocess.Popen[bytes]]
 ) -> tuple[Reaped, list[str]]:
@@ -173,6 +189,8 @@ def _tear_down(
                 stopped += _stop_processes(run, popens)
             elif kind == "node":
                 deleted += _stop_nodes(run, popens)
+            elif kind == "netns":  # the inventory of a twin from before Mininet
+                deleted += _delete_named_namespaces([e["name"] for e in run])
             else:
                 errors.append(f"unknown inventory entry {run[0]!r}")
         except (BackendError, OSError) as exc:
