@@ -27,6 +27,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             out.print(
                 f"{path}: ok ({spec.name}, design {spec.design}, {steps} attack steps)",
                 markup=False,
+                soft_wrap=True,
             )
     return status
 
