@@ -24,8 +24,15 @@ def shipped_scenarios() -> dict[str, Path]:
 
 
 def resolve_scenario(arg: str) -> Path:
+    """A scenario file's path: `arg` itself, or the shipped scenario of that name."""
+    from twin.errors import InputError
+
     path = Path(arg)
-    if path.exists() or path.suffix in (".yaml", ".yml"):
+    try:
+        exists = path.exists()
+    except ValueError:  # a NUL byte in the path
+        raise InputError(f"not a valid file path: {arg!r}") from None
+    if exists or path.suffix in (".yaml", ".yml"):
         return path
     shipped = shipped_scenarios()
     if arg in shipped:
