@@ -14,6 +14,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import socket
 import statistics
 import subprocess
@@ -100,6 +101,7 @@ class Session(threading.Thread):
         self.base, self.text, self.until = base, text, until
         self.latencies: list[tuple[float, float]] = []  # (wall time, seconds)
         self.errors: list[str] = []
+        self.clock: list[tuple[float, float]] = []  # (wall time, exercise minutes shown)
 
     def run(self) -> None:
         client = new_client(self.base)
@@ -119,6 +121,9 @@ class Session(threading.Thread):
                          [("client", "data", client), ("physics-t", "data", shown_t), ("map-key", "data", shown_map)],
                          "tick.n_intervals")["response"]  # fmt: skip
                 shown_t = r.get("physics-t", {}).get("data", shown_t)
+                m = re.search(r'"(\d+):(\d\d)"', json.dumps(r["status"]["children"]))
+                if m:
+                    self.clock.append((time.monotonic(), int(m.group(1)) * 60 + int(m.group(2))))
                 shown_map = r.get("map-key", {}).get("data", shown_map)
             except Exception as exc:
                 self.errors.append(f"{type(exc).__name__}: {exc}")
@@ -219,6 +224,11 @@ def main() -> int:
               f"{args.minutes:g} min at 60x, one-second updates")  # fmt: skip
         print(f"callback latency: p50 {statistics.median(steady) * 1000:.0f} ms, p95 {p95:.0f} ms "
               f"over {len(steady)} callbacks (target p95 <= 300 ms)")  # fmt: skip
+        paces = [_pace(s.clock, start + 60) for s in sessions]
+        paces = [p for p in paces if p is not None]
+        if paces:
+            print(f"exercise pace after warm-up: median {statistics.median(paces):.0f}x, slowest {min(paces):.0f}x "
+                  f"(simulated seconds per wall second; 60 keeps pace)")  # fmt: skip
         print(f"browser console errors: {len(console)}" + (f" ({console[:3]})" if console else ""))
         print(f"failed callbacks: {errors}")
         print(f"server memory: {rss['early']:.0f} MB at {mark / 60:.1f} min, {rss['end']:.0f} MB at the end: "
@@ -230,6 +240,14 @@ def main() -> int:
         except subprocess.TimeoutExpired:
             server.kill()
     return 0
+
+
+def _pace(clock: list[tuple[float, float]], after: float) -> float | None:
+    """Simulated seconds per wall second over the session's clock readings after `after`."""
+    live = [(t, m) for t, m in clock if t >= after and m > 0]
+    if len(live) < 2 or live[-1][0] - live[0][0] < 10:
+        return None
+    return (live[-1][1] - live[0][1]) * 60 / (live[-1][0] - live[0][0])
 
 
 def _rss(proc: psutil.Process) -> float:

@@ -273,7 +273,8 @@ def test_trainer_and_trainee_in_one_team_exercise(server: str, browser: Browser)
 
 
 def test_every_page_renders(server: str, browser: Browser) -> None:
-    """Each page opens without console errors and says what to do next when it has nothing yet."""
+    """Each page opens without console errors and says what to do next when it has nothing yet;
+    an uploaded scenario's problems are shown with their field paths."""
     tab = Tab(browser, server)
     try:
         for path, text in (("after-action", "no exercise yet"), ("detector-lab", "No benchmark yet"),
@@ -281,6 +282,18 @@ def test_every_page_renders(server: str, browser: Browser) -> None:
             tab.go(path)
             tab.page.get_by_text(text, exact=False).first.wait_for()
             tab.shot(f"page-{path}")
+        tab.go()
+        bad = (
+            (ROOT / "scenarios" / "flagship.yaml")
+            .read_text()
+            .replace("design: flat", "design: flatt")
+        )
+        tab.page.set_input_files("#upload input[type=file]",
+                                 files=[{"name": "mine.yaml", "mimeType": "application/x-yaml", "buffer": bad.encode()}])  # fmt: skip
+        tab.page.locator("#upload-status").filter(
+            has_text="design: unknown design 'flatt'"
+        ).wait_for()
+        tab.shot("upload-problems")
         assert tab.errors == []
     finally:
         tab.close()
