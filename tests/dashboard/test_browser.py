@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -40,16 +41,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`twin dashboard` on a free loopback port, started and stopped by this test module."""
+@contextlib.contextmanager
+def dashboard_server(workdir: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`twin dashboard` on a free loopback port; stopped (SIGTERM) at the end if still running."""
     port = free_port()
-    log = tmp_path_factory.mktemp("dashboard") / "server.log"
+    log = workdir / "server.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-c", "import sys; from twin.cli import main; sys.exit(main())",
              "dashboard", "--port", str(port), "--trainer-token", TOKEN],
-            cwd=tmp_path_factory.mktemp("cwd"), stdout=out, stderr=subprocess.STDOUT,
+            cwd=workdir, stdout=out, stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONPATH": str(ROOT)},
         )  # fmt: skip
     base = f"http://127.0.0.1:{port}/"
@@ -65,14 +66,22 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the dashboard did not start:\n{log.read_text()}")
             time.sleep(0.3)
-        yield base
+        yield base, proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One dashboard server for this module's browser tests."""
+    with dashboard_server(tmp_path_factory.mktemp("dashboard")) as (base, _):
+        yield base
 
 
 @pytest.fixture(scope="module")
@@ -124,13 +133,18 @@ class Tab:
 
 
 def dash_call(base: str, output: str | list[str], inputs: list[tuple[str, str, Any]],
-              state: list[tuple[str, str, Any]], changed: str) -> str:  # fmt: skip
-    """POST one callback the way the page does, with whatever values we choose (a forgery)."""
+              state: list[tuple[str, str, Any]], changed: str, suffixed: bool = False) -> str:  # fmt: skip
+    """POST one callback the way the page does, with whatever values we choose (a forgery).
+    `suffixed`: the callback has duplicate outputs, named with an @hash the server lists."""
     if isinstance(output, str):
         oid, prop = output.split(".")
         name, outs = output, {"id": oid, "property": prop}
     else:
         name = ".." + "...".join(output) + ".."
+        if suffixed:
+            with urllib.request.urlopen(base + "_dash-dependencies", timeout=30) as r:
+                deps = [d["output"] for d in json.load(r)]
+            name = next(d for d in deps if all(o in d for o in output))
         outs = [{"id": o.split(".")[0], "property": o.split(".")[1]} for o in output]  # type: ignore[assignment]
     body = {
         "output": name, "outputs": outs,
@@ -297,3 +311,30 @@ def test_every_page_renders(server: str, browser: Browser) -> None:
         assert tab.errors == []
     finally:
         tab.close()
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
+def test_exercises_end_with_the_server(how: str, tmp_path: Path) -> None:
+    """However the server ends (SIGTERM, or SIGKILL with no chance to clean up), the processes
+    running its exercises end too."""
+    import signal
+
+    import psutil
+
+    with dashboard_server(tmp_path) as (base, proc):
+        client = json.loads(dash_call(base, "client.data", [("url", "pathname", "/")], [("client", "data", None)],
+                                      "url.pathname"))["response"]["client"]["data"]  # fmt: skip
+        started = dash_call(
+            base, ["exercise.data", "setup-message.children", "uploaded.data"],
+            [("start", "n_clicks", 1), ("join", "n_clicks", None), ("client", "data", client)],
+            [("scenario", "value", "flagship"), ("uploaded", "data", None), ("design", "value", "flat"),
+             ("speed", "value", 60), ("join-code", "value", None)],
+            "start.n_clicks", suffixed=True,
+        )  # fmt: skip
+        assert "started" in started
+        ours = psutil.Process(proc.pid).children(recursive=True)
+        assert ours
+        proc.send_signal(signal.SIGTERM if how == "SIGTERM" else signal.SIGKILL)
+        proc.wait(timeout=30)
+        _, alive = psutil.wait_procs(ours, timeout=20)
+        assert alive == []
