@@ -312,3 +312,48 @@ def test_problems_are_not_wrapped_when_stderr_is_a_pipe(tmp_path: Path) -> None:
     proc = twin("validate", str(write(tmp_path, raw)))
     assert proc.returncode == 2
     assert any(len(line) > 200 and "unknown zone" in line for line in proc.stderr.splitlines())
+
+
+# --- detector parameters and documented bounds ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "said"),
+    [
+        ("allowlist", {"learn_online": "no"}, "expected true or false, got 'no'"),
+        ("allowlist", {"learn_online": 0}, "expected true or false, got 0"),
+        ("conduit_policy", {"scan_threshold": 2.5}, "expected a whole number"),
+        ("conduit_policy", {"scan_threshold": 10**12}, "is outside"),
+        ("flow_stats", {"alpha": float("nan")}, "not a finite number"),
+        ("flow_stats", {"threshold": "7"}, "expected a number, got '7'"),
+        ("federated", {"mode": "both"}, "expected one of 'federated', 'central'"),
+        ("federated", {"seed": -5}, "is outside 0.."),
+        ("kitsune", {"lambdas": [1.0, float("inf")]}, "not a finite number"),
+    ],
+)
+def test_detector_parameters_are_typed_finite_and_bounded(
+    name: str, params: dict[str, Any], said: str
+) -> None:
+    """A detector parameter of the wrong type, non-finite or out of bounds is one problem."""
+    from detectors import REGISTRY, check_params
+
+    (problem,) = check_params(REGISTRY[name], params)
+    assert problem.path == f".{next(iter(params))}" and said in problem.message
+
+
+def test_valid_detector_parameters_pass() -> None:
+    """Real booleans, whole numbers for floats and Literal members are accepted."""
+    from detectors import REGISTRY, check_params
+
+    assert check_params(REGISTRY["allowlist"], {"learn_online": False, "level": "device"}) == []
+    assert check_params(REGISTRY["flow_stats"], {"threshold": 8, "alpha": 0.2}) == []
+    assert check_params(REGISTRY["federated"], {"mode": "central", "seed": 3}) == []
+
+
+def test_twin_schema_states_the_bounds() -> None:
+    """`twin schema` says what every scenario is bounded by, in its --help and in the schema."""
+    from twin.schema import BOUNDS
+
+    schema = json.loads(twin("schema").stdout)
+    assert schema["x-twin-bounds"] == BOUNDS and "366 d" in schema["description"]
+    assert "at most 5,000,000 steps" in twin("schema", "--help").stdout.replace("\n", " ")
