@@ -99,6 +99,13 @@ def test_full_factorial_and_sampled_expansion(tmp_path: Path) -> None:
     runs = expand(sampled)
     assert len(runs) == 3 * (2 + 1)
     assert all(0 <= r["default_credentials"] <= 1 for r in runs)
+    lhs = load_study(write_study(
+        tmp_path, designs=["flat", "micro"], lifecycle={"patch_lag_days": {"min": 0, "max": 90}},
+        sampling={"method": "lhs", "samples": 5},
+    ))  # fmt: skip
+    lags = sorted({r["patch_lag_days"] for r in expand(lhs)})
+    assert len(expand(lhs)) == 2 * 5 and len(lags) == 5  # one point per stratum, shared by designs
+    assert [int(lag // 18) for lag in lags] == [0, 1, 2, 3, 4]
 
 
 # --- lifecycle policies as data ----------------------------------------------------------------
