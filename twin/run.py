@@ -21,7 +21,7 @@ from twin import __version__
 from twin.engine import Engine
 from twin.facility import Facility
 from twin.responses import ACTIONS, Action, BlockConduit
-from twin.rundir import claim, finishing
+from twin.rundir import claim, finishing, was_interrupted
 from twin.scenario import facility_of
 from twin.schema import SEVERITIES, DetectorSpec, PlaybookSpec, ScenarioSpec
 from twin.scoring import DetectorScore, impact, score_run
@@ -328,7 +328,8 @@ def _run(
             if engine.contained_at is not None and first_step is not None
             else None
         )
-        if spec.responses and counterfactual and status == "complete":
+        # a signal while the results are written: the counterfactual is not worth a wait
+        if spec.responses and counterfactual and status == "complete" and not was_interrupted():
             without = harm_without_responses(spec)
             outcome["harm_without_responses"] = {k: without[k] for k in HARM_KEYS}
             outcome["harm_avoided"] = {k: round(without[k] - outcome[k], 3) for k in HARM_KEYS}

@@ -187,6 +187,7 @@ class _Signals:
     def __init__(self) -> None:
         self.interrupted = False  # the first signal has been turned into KeyboardInterrupt
         self.finishing = 0  # depth of finishing() sections under way
+        self.guarded = False  # inside interruptible(): its signals belong to this run
         self.noted: list[int] = []
 
 
@@ -234,13 +235,20 @@ def interruptible() -> Iterator[None]:
     interruption the noting handlers stay, until the process exits."""
     _STATE.interrupted = False
     _STATE.noted = []
-    with _handlers(keep_if_interrupted=True):
-        yield
+    _STATE.guarded = True
+    try:
+        with _handlers(keep_if_interrupted=True):
+            yield
+    finally:
+        _STATE.guarded = False
 
 
 @contextlib.contextmanager
 def finishing() -> Iterator[None]:
     """Around writing a run's results: a signal that arrives meanwhile is only noted."""
+    if not _STATE.guarded and not _STATE.finishing:  # a run of its own (no CLI around it)
+        _STATE.interrupted = False
+        _STATE.noted = []
     _STATE.finishing += 1
     try:
         with _handlers():
@@ -250,5 +258,6 @@ def finishing() -> Iterator[None]:
 
 
 def was_interrupted() -> bool:
-    """Whether a signal arrived in the current `interruptible()` section."""
+    """Whether a signal arrived in the current run (its `interruptible()` section, or its
+    `finishing()` when it runs without one)."""
     return _STATE.interrupted or bool(_STATE.noted)
