@@ -82,6 +82,11 @@ def main() -> None:
     p.add_argument("--duration", help="override every run's duration")
     p.add_argument("--out", type=Path, help="run directory (default /tmp/twin-detection[-holdout])")
     p.add_argument("--rescore", action="store_true", help="score the runs already in --out")
+    p.add_argument(
+        "--heavy",
+        default="isolation_forest,kitsune,federated",
+        help="detectors run only on the first seed and the attack-free runs (costly to fit)",
+    )
     args = p.parse_args()
     out = args.out or Path("/tmp/twin-detection" + ("-holdout" if args.holdout else ""))
     out.mkdir(parents=True, exist_ok=True)
@@ -99,7 +104,13 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
     wall = time.perf_counter()
     if not args.rescore:
-        grid = [(f, s, False, dets, out, args.duration) for f in files for s in seeds]
+        heavy = set(args.heavy.split(",")) if args.heavy else set()
+        light = tuple(d for d in dets if d not in heavy)
+        grid = [
+            (f, s, False, dets if s == seeds[0] else light, out, args.duration)
+            for f in files
+            for s in seeds
+        ]
         grid += [(f, seeds[0], True, dets, out, args.duration) for f in files]
         if args.jobs > 1:
             with ProcessPoolExecutor(args.jobs) as ex:

@@ -108,6 +108,55 @@ def cite(flows: pd.DataFrame, **match: Any) -> tuple[str, ...]:
     return evidence.flows(flows["flow_id"].to_numpy()[mask])
 
 
+CALIBRATION_FRACTION = 1 / 3  # the warm-up's last third: fitted on the rest, alarms counted
+CALIBRATION_MARGIN = 1.05
+CALIBRATION_SLICE_S = 300.0
+
+
+def window(batch: TelemetryBatch, lo: float, hi: float) -> TelemetryBatch:
+    """The part of a batch in [lo, hi): flows by export time, process and events by time."""
+    f, p, e = batch.flows, batch.process, batch.events
+    return TelemetryBatch(
+        lo, hi,
+        f[(f["t_export"] >= lo) & (f["t_export"] < hi)],
+        p[(p["t"] >= lo) & (p["t"] < hi)],
+        e[(e["t"] >= lo) & (e["t"] < hi)],
+    )  # fmt: skip
+
+
+def calibrate(det: Detector, baseline: TelemetryBatch, site: SiteView) -> float:
+    """A learned detector's threshold raised until it keeps its false-alarm budget.
+
+    A probe with the same parameters learns the warm-up's first two thirds and watches the
+    last third as a stream; its alerts there are false alarms by construction (the warm-up
+    is attack-free). With `alarms_per_day` B and a calibration period of d days, the
+    threshold is raised (never lowered) just above the (B d + 1)-th strongest alert, as a
+    ratio of the probe's own threshold, so that at most B d of them would remain.
+    """
+    budget = getattr(det, "alarms_per_day", None)
+    threshold = float(vars(det)["threshold_"])
+    t0, t1 = float(baseline.t_start), float(baseline.t_end)
+    cut = t1 - CALIBRATION_FRACTION * (t1 - t0)
+    if budget is None or t1 <= t0:
+        return threshold
+    probe = type(det)(**{**det.get_params(), "alarms_per_day": None})
+    probe.fit(window(baseline, t0, cut), site)
+    ratios = []
+    for lo in np.arange(cut, t1, CALIBRATION_SLICE_S):
+        for a in probe.observe(window(baseline, float(lo), float(lo) + CALIBRATION_SLICE_S)):
+            ratios.append(a.score / float(vars(probe)["threshold_"]))
+    allowed = int(budget * (t1 - cut) / 86400.0)
+    ratios = sorted((r for r in ratios if np.isfinite(r)), reverse=True)
+    vars(det)["calibration_"] = {
+        "alarms": len(ratios),
+        "allowed": allowed,
+        "days": (t1 - cut) / 86400.0,
+    }
+    if len(ratios) <= allowed:
+        return threshold
+    return threshold * max(1.0, ratios[allowed] * CALIBRATION_MARGIN)
+
+
 def summarise(items: list[str], limit: int = 3) -> str:
     shown = ", ".join(items[:limit])
     return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")

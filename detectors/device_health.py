@@ -66,59 +66,70 @@ class DeviceHealth(Detector):
     # -- stale values -----------------------------------------------------------------------
 
     def _learn_stale(self, process: pd.DataFrame) -> None:
-        """Per signal, the longest spell without change in the warm-up; steady ones skipped."""
-        self.limit_: dict[str, float] = {}
-        self.last_: dict[str, tuple[float, float]] = {}  # signal -> (value, changed at)
-        self.stale_: set[str] = set()
-        if process.empty or not self.check_stale:
-            return
-        span = float(process["t"].max() - process["t"].min())
+        """Per signal, the longest spell without change in the warm-up; steady ones skipped.
+
+        State is kept as arrays over the watched signals (`names_`): last value, when it
+        last changed, the limit, and whether it is reported stale now."""
+        limits: dict[str, float] = {}
+        last: dict[str, tuple[float, float]] = {}
         owner: dict[str, str] = {}
-        for d, names in evidence.device_signals(self.site_.facility).items():
-            for s in names:  # the first owner is the controller that acts on it (VAV, PLC)
-                if s.endswith(STALE_SIGNALS):
-                    owner.setdefault(s, d)
-        self.owner_ = owner
-        for signal, g in process.groupby("signal", sort=True, observed=True):
-            if signal not in owner:
-                continue
-            t = g["t"].to_numpy(dtype=float)
-            v = g["reported"].to_numpy(dtype=float)
-            changed = np.flatnonzero(np.diff(v) != 0) + 1
-            if len(changed) < 3:
-                continue  # steady by nature (a setpoint, a lock): never stale
-            marks = np.concatenate([[t[0]], t[changed], [t[-1]]])
-            longest = float(np.diff(marks).max())
-            if longest >= span / 2:
-                continue
-            self.limit_[str(signal)] = max(self.stale_factor * longest, self.min_stale_s)
-            self.last_[str(signal)] = (float(v[-1]), float(t[changed[-1]]))
+        if not process.empty and self.check_stale:
+            span = float(process["t"].max() - process["t"].min())
+            for d, names in evidence.device_signals(self.site_.facility).items():
+                for s in names:  # the first owner is the controller that acts on it (VAV, PLC)
+                    if s.endswith(STALE_SIGNALS):
+                        owner.setdefault(s, d)
+            watched = process[process["signal"].isin(owner.keys())]
+            for signal, g in watched.groupby("signal", sort=True, observed=True):
+                t = g["t"].to_numpy(dtype=float)
+                v = g["reported"].to_numpy(dtype=float)
+                changed = np.flatnonzero(np.diff(v) != 0) + 1
+                if len(changed) < 3:
+                    continue  # steady by nature: never stale
+                marks = np.concatenate([[t[0]], t[changed], [t[-1]]])
+                longest = float(np.diff(marks).max())
+                if longest >= span / 2:
+                    continue
+                limits[str(signal)] = max(self.stale_factor * longest, self.min_stale_s)
+                last[str(signal)] = (float(v[-1]), float(t[changed[-1]]))
+        self.names_ = sorted(limits)
+        self.owner_ = [owner[n] for n in self.names_]
+        self.index_ = {n: i for i, n in enumerate(self.names_)}
+        self.limits_ = np.array([limits[n] for n in self.names_], dtype=float)
+        self.value_ = np.array([last[n][0] for n in self.names_], dtype=float)
+        self.since_ = np.array([last[n][1] for n in self.names_], dtype=float)
+        self.stale_ = np.zeros(len(self.names_), dtype=bool)
 
     def _stale(self, process: pd.DataFrame) -> list[Alert]:
-        if process.empty or not self.limit_:
+        if process.empty or not self.names_:
             return []
-        p = process[process["signal"].isin(self.limit_.keys())]
+        p = process[process["signal"].isin(self.names_)]
+        if p.empty:
+            return []
+        idx = p["signal"].map(self.index_).to_numpy(dtype=np.int64)
+        t, v = p["t"].to_numpy(dtype=float), p["reported"].to_numpy(dtype=float)
+        order = np.lexsort((t, idx))
+        idx, t, v = idx[order], t[order], v[order]
+        first = np.r_[True, idx[1:] != idx[:-1]]
+        last = np.r_[idx[1:] != idx[:-1], True]
+        prev = np.where(first, self.value_[idx], np.r_[np.nan, v[:-1]])
+        moved = v != prev
+        np.maximum.at(self.since_, idx[moved], t[moved])
+        self.stale_[idx[moved]] = False
+        self.value_[idx[last]] = v[last]
+        now = np.full(len(self.names_), -np.inf)
+        now[idx[last]] = t[last]
+        quiet = now - self.since_
         out = []
-        for signal, g in p.groupby("signal", sort=True, observed=True):
-            name = str(signal)
-            value, since = self.last_[name]
-            t = g["t"].to_numpy(dtype=float)
-            v = g["reported"].to_numpy(dtype=float)
-            moved = np.flatnonzero(v != np.concatenate([[value], v[:-1]]))
-            if len(moved):
-                since = float(t[moved[-1]])
-                self.stale_.discard(name)
-            self.last_[name] = (float(v[-1]), since)
-            quiet = float(t[-1]) - since
-            if quiet > self.limit_[name] and name not in self.stale_:
-                self.stale_.add(name)
-                device = self.owner_[name]
-                d = self.site_.facility.by_name.get(device)
-                why = f"{name} has not changed for {quiet / 60:.0f} min (at most {self.limit_[name] / 60:.0f} in the warm-up): {device} stopped scanning?"
-                out.append(Alert(
-                    float(t[-1]), self.name, "medium", device, "", d.ip if d else "", "T0814",
-                    why, evidence=evidence.signals([name, evidence.health(device)]),
-                ))  # fmt: skip
+        for i in np.flatnonzero((quiet > self.limits_) & ~self.stale_):
+            self.stale_[i] = True
+            name, device = self.names_[i], self.owner_[i]
+            d = self.site_.facility.by_name.get(device)
+            why = f"{name} has not changed for {quiet[i] / 60:.0f} min (at most {self.limits_[i] / 60:.0f} in the warm-up): {device} stopped scanning?"
+            out.append(Alert(
+                float(now[i]), self.name, "medium", device, "", d.ip if d else "", "T0814",
+                why, evidence=evidence.signals([name, evidence.health(device)]),
+            ))  # fmt: skip
         return out
 
     # -- the stream -------------------------------------------------------------------------
@@ -157,27 +168,31 @@ class DeviceHealth(Detector):
         polls = f[(f["dst_port"] == MODBUS_PORT) & ~f["blocked"] & (f["packets"] > 0)]
         if polls.empty:
             return []
-        pairs = pd.Series(
-            list(zip(polls["src_ip"], polls["dst_ip"], strict=True)), index=polls.index
-        )
-        polls = polls[pairs.isin(self.polled_).to_numpy()]
+        pairs = pd.MultiIndex.from_arrays([polls["src_ip"], polls["dst_ip"]])
+        polls = polls[pairs.isin(list(self.polled_))]
+        dst = polls["dst_ip"].to_numpy(dtype=object)
+        t = polls["t_export"].to_numpy(dtype=float)
+        dead = polls["packets_rev"].to_numpy() == 0
+        code, dsts = pd.factorize(dst)
+        answered = np.full(len(dsts), -np.inf)
+        np.maximum.at(answered, code[~dead], t[~dead])
+        unanswered = np.full(len(dsts), -np.inf)
+        np.maximum.at(unanswered, code[dead], t[dead])
+        # silent now: unanswered polls and no answer since the last of them
+        silent = unanswered > answered
+        names = [self.site_.name(str(d)) for d in dsts]
+        self.silent_ -= {n for n, s in zip(names, silent, strict=True) if not s}
         out = []
-        for dst, g in polls.groupby("dst_ip", sort=True, observed=True):
-            dead = g[g["packets_rev"] == 0]
-            device = self.site_.name(str(dst))
-            if dead.empty:
-                self.silent_.discard(device)
-                continue
-            if g.loc[dead.index[-1] :, "packets_rev"].gt(0).any():
-                self.silent_.discard(device)  # it answered again after
-                continue
+        for i in np.flatnonzero(silent):
+            device = names[i]
             if device in self.silent_:
                 continue
             self.silent_.add(device)
+            mine = polls[(code == i) & dead]
             out.append(Alert(
-                float(dead["t_export"].min()), self.name, "high", device,
-                str(dead["src_ip"].iloc[0]), str(dst), "T0814",
-                f"{device} stopped answering its poller ({len(dead)} unanswered poll flows)",
-                evidence=evidence.flows(dead["flow_id"]) + evidence.signals([evidence.health(device)]),
+                float(mine["t_export"].min()), self.name, "high", device,
+                str(mine["src_ip"].iloc[0]), str(dsts[i]), "T0814",
+                f"{device} stopped answering its poller ({len(mine)} unanswered poll flows)",
+                evidence=evidence.flows(mine["flow_id"]) + evidence.signals([evidence.health(device)]),
             ))  # fmt: skip
         return out

@@ -7,7 +7,7 @@ from typing import Literal, Self
 import numpy as np
 import pandas as pd
 
-from detectors.base import Detector, SiteView
+from detectors.base import Detector, SiteView, calibrate
 from detectors.isolation import FEATURES, FlowContext, burst_alerts, flow_matrix
 from twin.telemetry import Alert, TelemetryBatch
 
@@ -115,6 +115,7 @@ class Federated(Detector):
         margin: float = 2.0,
         min_error: float = 0.05,
         seed: int = 0,
+        alarms_per_day: float | None = 1.0,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
@@ -130,6 +131,10 @@ class Federated(Detector):
             raise ValueError(f"margin must be at least 1, got {margin}")
         if min_error < 0:
             raise ValueError(f"min_error must not be negative, got {min_error}")
+        if alarms_per_day is not None and not alarms_per_day >= 0:
+            raise ValueError(
+                f"alarms_per_day must be >= 0 (or None: no calibration), got {alarms_per_day}"
+            )
         self.mode = mode
         self.rounds = rounds
         self.epochs = epochs
@@ -140,6 +145,7 @@ class Federated(Detector):
         self.margin = margin
         self.min_error = min_error
         self.seed = seed
+        self.alarms_per_day = alarms_per_day
 
     def fit(self, baseline: TelemetryBatch, site: SiteView) -> Self:
         f = baseline.flows
@@ -181,6 +187,7 @@ class Federated(Detector):
         self.threshold_ = max(self.margin * float(base), self.min_error)
         self.last_scores_ = pd.Series(dtype=float)
         self.ongoing_: dict[tuple[str, str], float] = {}
+        self.threshold_ = calibrate(self, baseline, site)
         return self
 
     def score(self, flows: pd.DataFrame) -> np.ndarray:

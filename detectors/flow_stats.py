@@ -8,7 +8,7 @@ from typing import Self
 import numpy as np
 import pandas as pd
 
-from detectors.base import Detector, SiteView, summarise
+from detectors.base import Detector, SiteView, calibrate, summarise
 from twin import evidence
 from twin.telemetry import Alert, TelemetryBatch
 
@@ -82,6 +82,19 @@ def episodes(flagged: pd.DataFrame, gap: float = EPISODE_GAP) -> list[pd.DataFra
     return [g for _, g in f.groupby(new.cumsum().to_numpy(), sort=False)]
 
 
+def routine_engineering(site: SiteView, flows: pd.DataFrame) -> bool:
+    """An engineering host's sessions on conduits the design documents, with no failed login.
+
+    That is the engineer's daily work, which a night-time warm-up never shows: learned
+    detectors leave it to the control-context rules, which judge what such sessions write.
+    """
+    src = str(flows["src_ip"].iloc[0])
+    if site.role(src) != "engineering" or int(flows["auth_failures"].sum()) > 0:
+        return False
+    paths = flows[["dst_ip", "dst_port"]].drop_duplicates().itertuples(index=False)
+    return all(site.policy.conduit_for(src, str(d), int(p)) is not None for d, p in paths)
+
+
 def episode_alerts(
     name: str,
     site: SiteView,
@@ -97,6 +110,7 @@ def episode_alerts(
     position `pos` in `flows`; severity is high beyond twice the threshold. A burst that
     continues one already raised for its source and technique (`ongoing`: the last flagged
     export of each, updated here) within EPISODE_GAP is the same incident: no new alert.
+    An engineering host's documented sessions are not alerted (see `routine_engineering`).
     """
     hot = scores > threshold
     if not hot.any():
@@ -104,6 +118,8 @@ def episode_alerts(
     out = []
     for g in episodes(flows[hot].assign(score=scores[hot], pos=np.flatnonzero(hot))):
         src, dsts = str(g["src_ip"].iloc[0]), list(dict.fromkeys(g["dst_ip"]))
+        if routine_engineering(site, g):
+            continue
         d = site.device(src) or (site.device(dsts[0]) if len(dsts) == 1 else None)
         technique, why = explain(g)
         last = ongoing.get((src, technique))
@@ -139,7 +155,12 @@ class FlowStats(Detector):
     summary = "robust z-scores and EWMA of flow, channel and per-device interval features"
 
     def __init__(
-        self, threshold: float = 6.0, alpha: float = 0.1, min_flows: int = 20, floor: float = 0.1
+        self,
+        threshold: float = 6.0,
+        alpha: float = 0.1,
+        min_flows: int = 20,
+        floor: float = 0.1,
+        alarms_per_day: float | None = 1.0,
     ) -> None:
         if threshold <= ENVELOPE_Z:
             raise ValueError(f"threshold must exceed {ENVELOPE_Z}, got {threshold}")
@@ -149,10 +170,15 @@ class FlowStats(Detector):
             raise ValueError(f"min_flows must be at least 2, got {min_flows}")
         if floor <= 0:
             raise ValueError(f"floor must be positive, got {floor}")
+        if alarms_per_day is not None and not alarms_per_day >= 0:
+            raise ValueError(
+                f"alarms_per_day must be >= 0 (or None: no calibration), got {alarms_per_day}"
+            )
         self.threshold = threshold
         self.alpha = alpha
         self.min_flows = min_flows
         self.floor = floor
+        self.alarms_per_day = alarms_per_day
 
     def fit(self, baseline: TelemetryBatch, site: SiteView) -> Self:
         f = baseline.flows
@@ -179,6 +205,8 @@ class FlowStats(Detector):
         self.smooth_ = robust_scales(smooth, each, nd, floor)
         self.last_scores_ = pd.Series(dtype=float)
         self.ongoing_: dict[tuple[str, str], float] = {}
+        self.threshold_ = self.threshold
+        self.threshold_ = calibrate(self, baseline, site)
         return self
 
     def _channel(self, f: pd.DataFrame) -> np.ndarray:
@@ -241,7 +269,7 @@ class FlowStats(Detector):
                 (TICK_FEATURES, z_ewma[k], smooth[k], s_med[k], "per interval (EWMA)"),
             ]
             over = [(v, *(a[j] for a in part[1:4]), part[4]) for part in parts
-                    for j, v in enumerate(part[0]) if part[1][j] > self.threshold]  # fmt: skip
+                    for j, v in enumerate(part[0]) if part[1][j] > self.threshold_]  # fmt: skip
             feature, zs, value, usual, kind = min(over, key=lambda c: list(TECHNIQUE).index(c[0]))
             first = "silent in the warm-up; " if silent[k] else ""
             technique = TECHNIQUE[feature]
@@ -253,5 +281,5 @@ class FlowStats(Detector):
             )
 
         return episode_alerts(
-            self.name, self.site_, f, scores, self.threshold, explain, self.ongoing_
+            self.name, self.site_, f, scores, self.threshold_, explain, self.ongoing_
         )

@@ -9,7 +9,7 @@ from typing import Self
 import numpy as np
 import pandas as pd
 
-from detectors.base import Detector, SiteView
+from detectors.base import Detector, SiteView, calibrate
 from detectors.flow_stats import FLOW_FEATURES, episode_alerts, log_features, per_tick
 from twin.telemetry import Alert, TelemetryBatch
 
@@ -144,6 +144,7 @@ class IsolationForestFlows(Detector):
         margin: float = 0.05,
         range_weight: float = 1.0,
         seed: int = 0,
+        alarms_per_day: float | None = 1.0,
     ) -> None:
         if n_estimators < 1:
             raise ValueError(f"n_estimators must be at least 1, got {n_estimators}")
@@ -155,12 +156,17 @@ class IsolationForestFlows(Detector):
             raise ValueError(f"margin must not be negative, got {margin}")
         if range_weight < 0:
             raise ValueError(f"range_weight must not be negative, got {range_weight}")
+        if alarms_per_day is not None and not alarms_per_day >= 0:
+            raise ValueError(
+                f"alarms_per_day must be >= 0 (or None: no calibration), got {alarms_per_day}"
+            )
         self.n_estimators = n_estimators
         self.max_samples = max_samples
         self.quantile = quantile
         self.margin = margin
         self.range_weight = range_weight
         self.seed = seed
+        self.alarms_per_day = alarms_per_day
 
     def fit(self, baseline: TelemetryBatch, site: SiteView) -> Self:
         self.site_ = site
@@ -181,6 +187,7 @@ class IsolationForestFlows(Detector):
         self.threshold_ = float(np.quantile(self._score(x), self.quantile)) + self.margin
         self.last_scores_ = pd.Series(dtype=float)
         self.ongoing_: dict[tuple[str, str], float] = {}
+        self.threshold_ = calibrate(self, baseline, site)
         return self
 
     def _outside(self, x: np.ndarray) -> np.ndarray:

@@ -7,7 +7,7 @@ from typing import Self
 import numpy as np
 import pandas as pd
 
-from detectors.base import Detector, SiteView
+from detectors.base import Detector, SiteView, calibrate
 from detectors.flow_stats import robust_scales, zscore
 from detectors.isolation import burst_alerts
 from twin.telemetry import Alert, TelemetryBatch
@@ -128,6 +128,7 @@ class Kitsune(Detector):
         quantile: float = 1.0,
         margin: float = 2.5,
         burn_in: float = 1800.0,
+        alarms_per_day: float | None = 1.0,
     ) -> None:
         if not lambdas or any(not 0 < lam <= 10 for lam in lambdas):
             raise ValueError(f"lambdas must be decay rates in (0, 10] per second, got {lambdas}")
@@ -137,10 +138,15 @@ class Kitsune(Detector):
             raise ValueError(f"margin must be at least 1, got {margin}")
         if burn_in < 0:
             raise ValueError(f"burn_in must not be negative, got {burn_in}")
+        if alarms_per_day is not None and not alarms_per_day >= 0:
+            raise ValueError(
+                f"alarms_per_day must be >= 0 (or None: no calibration), got {alarms_per_day}"
+            )
         self.lambdas = lambdas
         self.quantile = quantile
         self.margin = margin
         self.burn_in = burn_in
+        self.alarms_per_day = alarms_per_day
 
     def _features(self, f: pd.DataFrame) -> np.ndarray:
         """Every flow's damped features, updating the statistics in time-ordered chunks."""
@@ -192,6 +198,7 @@ class Kitsune(Detector):
         self.threshold_ = self.margin * max(float(np.quantile(base, self.quantile)), 1.0)
         self.last_scores_ = pd.Series(dtype=float)
         self.ongoing_: dict[tuple[str, str], float] = {}
+        self.threshold_ = calibrate(self, baseline, site)
         return self
 
     def observe(self, batch: TelemetryBatch) -> list[Alert]:

@@ -70,8 +70,10 @@ def test_truth_links_the_flows_and_events_each_step_caused(flat_run: RunResult) 
 
 
 def test_both_detectors_catch_the_chain_on_flat(flat_run: RunResult) -> None:
-    """Scores show detection: every step is caught by the union of detectors within two minutes."""
+    """Scores show detection by evidence: conduit_policy cites the scan's and the write's flows
+    (2 of 3 steps; the internet login crosses a documented port forward), and every step is
+    caught by the union of detectors within two minutes."""
     scores = {s["detector"]: s for s in flat_run.summary["scores"]}
-    assert scores["conduit_policy"]["recall"] == 1.0
+    assert scores["conduit_policy"]["detected"] == 2
     assert scores["union"]["recall"] == 1.0
     assert scores["union"]["ttd_median"] <= 120

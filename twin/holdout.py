@@ -51,6 +51,7 @@ class RunRecord:
     not_attempted: int
     truth: pd.DataFrame
     alerts: pd.DataFrame
+    detectors: frozenset[str] = frozenset()  # what ran (labels); empty: unknown, assume all
 
 
 def read_run(directory: Path) -> RunRecord:
@@ -71,6 +72,7 @@ def read_run(directory: Path) -> RunRecord:
         len(impact.get("steps_not_attempted", [])),
         read_table(directory, "truth"),
         read_table(directory, "alerts"),
+        frozenset(d.get("label") or d["name"] for d in summary.get("detectors", [])),
     )
 
 
@@ -83,8 +85,9 @@ def _nan(v: float) -> float:
 
 
 def pool(runs: list[RunRecord], members: list[str], label: str) -> dict[str, Any]:
-    """Pooled evidence scores of the union of `members`' alerts over `runs`, with late
-    detections apart and the previous windowed score beside them."""
+    """Pooled evidence scores of the union of `members`' alerts over `runs` (those in which
+    every member ran), with late detections apart and the previous windowed score beside."""
+    runs = [r for r in runs if not r.detectors or set(members) <= r.detectors]
     attacked = [r for r in runs if not r.attack_free]
     quiet = [r for r in runs if r.attack_free]
     steps = detected = late = alerts = matched = unevidenced = skipped = 0

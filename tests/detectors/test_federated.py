@@ -61,10 +61,10 @@ def test_edges_train_only_on_their_own_zone(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(fed, "train", spy)
     b = batch(*zones_steady(0, 3600))
     per_zone = sorted(np.unique(edge_zones(b.flows, site()), return_counts=True)[1])
-    Federated(rounds=2).fit(b, site())
+    Federated(rounds=2, alarms_per_day=None).fit(b, site())  # no calibration probe training
     assert sorted(seen) == sorted(per_zone * 2)
     seen.clear()
-    Federated(mode="central", rounds=2).fit(b, site())
+    Federated(mode="central", rounds=2, alarms_per_day=None).fit(b, site())
     assert seen == [len(b.flows)] * 2
 
 

@@ -108,9 +108,10 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[RunResult, RunResult
 
 
 def test_flags_the_flagship_scan_and_write(runs: tuple[RunResult, RunResult]) -> None:
-    """On the flagship (flat), every step is detected and no alert is false."""
+    """On the flagship (flat), the scan and the write are detected by evidence (their own
+    flows; the internet login is an event, not a flow it scores) and no alert is false."""
     (score,) = runs[0].scores
-    assert (score.detected, score.steps, score.precision) == (3, 3, 1.0)
+    assert (score.detected, score.steps, score.precision) == (2, 3, 1.0)
     assert score.false_alarms_per_day == 0.0 and score.flow_pr_auc > 0.9
 
 

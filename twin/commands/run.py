@@ -24,6 +24,7 @@ def score_table(summary: dict[str, Any]) -> Table:
     for col in (
         "detector",
         "recall",
+        "late",
         "precision",
         "F1",
         "TTD median s",
@@ -35,7 +36,7 @@ def score_table(summary: dict[str, Any]) -> Table:
         table.add_column(col, justify="left" if col == "detector" else "right")
     for s in summary["scores"]:
         table.add_row(
-            s["detector"], fmt(s["recall"]), fmt(s["precision"]), fmt(s["f1"]),
+            s["detector"], fmt(s["recall"]), str(s.get("late", 0)), fmt(s["precision"]), fmt(s["f1"]),
             fmt(s["ttd_median"], 0), fmt(s["ttd_p95"], 0), fmt(s["false_alarms_per_day"], 1),
             str(s["alerts"]), fmt(s.get("flow_pr_auc")),
         )  # fmt: skip
@@ -61,6 +62,8 @@ def print_outcome(summary: dict[str, Any], directory: Path) -> None:
         steps.add_row(s["step_id"], s["technique"], "-", f"not attempted: {s['reason']}")
     out.print(steps)
     out.print(score_table(summary))
+    if summary.get("detectors_note"):  # never score nothing silently
+        out.print(summary["detectors_note"])
     tti = imp["time_to_physical_impact_s"]
     out.print(
         f"impact: {imp['steps_succeeded']}/{imp['steps_attempted']} steps succeeded, "

@@ -38,6 +38,7 @@ class CleartextAdmin(Detector):
                     dst,
                     "T0812",
                     f"admin session {src} -> {device}:{port}",
+                    evidence=tuple(f"flow:{i}" for i in g["flow_id"]),
                 )
             )
         return alerts
