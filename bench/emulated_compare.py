@@ -237,7 +237,8 @@ def main() -> None:
             continue
         a, b = figures["old"].get(name), figures["new"][name]
         ratio = f"{b / a:.2f}" if a else "-"
-        print(f"{name:<28}{a if a is not None else '-':>10}{b:>10}{ratio:>10}  {target}")
+        old = f"{a:.3g}" if a is not None else "-"
+        print(f"{name:<28}{old:>10}{b:>10.3g}{ratio:>10}  {target}")
 
 
 if __name__ == "__main__":

@@ -221,6 +221,8 @@ def test_sigterm_tears_everything_down(run_dir: Path) -> None:
     assert leftovers(state) != ([], [])  # the check sees a live run's network
     namespaces = namespaces_of(state)
     assert len(namespaces) == len([e for e in state["entries"] if e["kind"] == "node"])
+    faces = [e["pid"] for e in state["entries"] if e.get("argv", [""])[0].startswith("face of")]
+    assert len(faces) == 35  # the 34 devices of harbour-dc and the intruder's server, by pid
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err

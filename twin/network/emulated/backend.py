@@ -203,6 +203,13 @@ class EmulatedNetwork:
         proc.stdin.write(json.dumps([spec.as_json() for spec in specs]).encode())
         proc.stdin.close()
         self.links.wait_for({spec.name for spec in specs}, FACES_READY)
+        # every pid in the state file: each face by its own, not only its parent's group
+        self.deployment.inventory.adopted(
+            [
+                (pid, self.topology.host(name).name, f"face of {name}")
+                for name, pid in self.links.pids.items()
+            ]
+        )
 
     def begin(self) -> None:
         """Start the clock and the pollers: called once everything is in place."""

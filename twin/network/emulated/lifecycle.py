@@ -288,6 +288,27 @@ class Inventory:
             self._entries.append(entry)
             self._save()
 
+    def adopted(self, processes: Sequence[tuple[int, str, str]]) -> None:
+        """Record processes another recorded one started, (pid, where, what) each: a face
+        forked by the face parent, say. Ended by pid alone, never as a group."""
+        entries = []
+        for pid, where, what in processes:
+            known = ProcessId.of(pid)
+            if known is not None:
+                entries.append(
+                    {
+                        "kind": "process",
+                        "pid": known.pid,
+                        "start": known.start,
+                        "group": False,
+                        "where": where,
+                        "argv": [what],
+                    }
+                )
+        with self._lock:
+            self._entries += entries
+            self._save()
+
     def stop(self, popen: subprocess.Popen[bytes]) -> None:
         """End one tracked process (and its group) now, and forget it."""
         with self._lock:
