@@ -49,6 +49,17 @@ def create_app(room: Classroom) -> Dash:
         ]
     )
 
+    @app.server.route("/study-report")
+    def study_report() -> Any:
+        # only the report of a study the what-if page lists: no path from a browser is read
+        from dashboard.lab import find_studies, study_roots
+
+        wanted = flask.request.args.get("dir", "")
+        for d in find_studies(study_roots()):
+            if str(d) == wanted and (d / "report.html").is_file():
+                return flask.send_file(d / "report.html", mimetype="text/html")
+        flask.abort(404)
+
     @app.callback(Output(ids.CLIENT, "data"), Input(ids.URL, "pathname"), State(ids.CLIENT, "data"))
     def session_id(_path: Any, client: Any) -> Any:
         # the server mints ids; a stale or forged one gets a fresh session

@@ -344,15 +344,31 @@ def per_scenario_figure(per_run: pd.DataFrame) -> go.Figure:
     return fig
 
 
+STUDY_OUTCOMES = (
+    "blast_radius", "steps_succeeded", "steps_blocked_by_design", "time_to_compromise_s",
+    "time_to_detect_s", "time_to_contain_s", "degree_hours_outside_band", "harm",
+)  # fmt: skip
+
+
 def study_figure(results: pd.DataFrame) -> go.Figure:
-    """Designs side by side on every numeric outcome of a study's results table."""
-    fig = go.Figure()
+    """Designs side by side, one small chart per outcome (mean over the study's runs)."""
     key = next((c for c in ("design", "designs", "variant", "name") if c in results.columns), None)
-    numeric = [c for c in results.select_dtypes("number").columns if c not in ("seed",)][:6]
-    if key is not None and numeric:
-        means = results.groupby(key)[numeric].mean()
-        for col in numeric:
-            fig.add_bar(x=[str(i) for i in means.index], y=means[col], name=col)
-        fig.update_layout(barmode="group", title=f"mean outcome per {key}")
-    fig.update_layout(height=360, template="plotly_white", margin={"t": 40})
+    numeric = set(results.select_dtypes("number").columns)
+    outcomes = [c for c in STUDY_OUTCOMES if c in numeric] or sorted(numeric - {"seed", "sample"})[
+        :6
+    ]
+    outcomes = outcomes[:6]
+    if key is None or not outcomes:
+        return go.Figure(layout={"height": 200, "template": "plotly_white",
+                                 "title": "no design column or outcomes in this table"})  # fmt: skip
+    means = results.groupby(key)[outcomes].mean()
+    fig = make_subplots(
+        rows=1, cols=len(outcomes), subplot_titles=[c.replace("_", " ") for c in outcomes]
+    )
+    for i, col in enumerate(outcomes, 1):
+        fig.add_bar(
+            x=[str(d) for d in means.index], y=means[col], name=col, row=1, col=i, showlegend=False
+        )
+    fig.update_layout(height=340, template="plotly_white", margin={"t": 60},
+                      title=f"mean outcome per {key} over {len(results)} runs")  # fmt: skip
     return fig

@@ -149,14 +149,29 @@ def _tables(result: Any, out: Path) -> tuple[pd.DataFrame, pd.DataFrame | None]:
 # -- what-if: a study's results directory ---------------------------------------------------
 
 
+STUDY_ROOTS = ("runs", "studies")  # `twin study` writes runs/study-<name>/ by default
+
+
+def study_roots() -> list[Path]:
+    """Where the what-if page looks: under the working directory and the repository."""
+    repo = Path(__file__).resolve().parent.parent
+    roots = [Path.cwd() / r for r in STUDY_ROOTS] + [repo / r for r in STUDY_ROOTS]
+    return list(dict.fromkeys(p.resolve() for p in roots))
+
+
 def find_studies(roots: list[Path]) -> list[Path]:
-    """Directories under `roots` that hold a study's results (a Parquet table or a report)."""
-    found = []
+    """Study results directories (what `twin study` writes: results.parquet, study.json,
+    report.html) directly under `roots` or one level down; run directories are not studies."""
+    found: list[Path] = []
     for root in roots:
         if not root.is_dir():
             continue
-        for d in sorted(p for p in root.rglob("*") if p.is_dir()):
-            if (d / "report.html").exists() or any(d.glob("results*.parquet")):
+        for d in sorted([*root.glob("*/"), *root.glob("*/*/")]):
+            if (
+                d.is_dir()
+                and d not in found
+                and ((d / "study.json").is_file() or (d / "results.parquet").is_file())
+            ):
                 found.append(d)
             if len(found) >= 50:
                 return found
@@ -164,9 +179,8 @@ def find_studies(roots: list[Path]) -> list[Path]:
 
 
 def read_study(directory: Path) -> tuple[pd.DataFrame | None, str | None]:
-    """A study's results table and its report's HTML (either may be missing)."""
-    tables = sorted(directory.glob("results*.parquet")) or sorted(directory.glob("*.parquet"))
-    results = pd.read_parquet(tables[0]) if tables else None
+    """A study's results table and the path of its report (either may be missing)."""
+    table = directory / "results.parquet"
+    results = pd.read_parquet(table) if table.is_file() else None
     report = directory / "report.html"
-    html = report.read_text(encoding="utf-8", errors="replace") if report.is_file() else None
-    return results, html
+    return results, (str(report) if report.is_file() else None)

@@ -4,25 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import dash
 from dash import Input, Output, State, callback, dcc, html, no_update
 
 from dashboard import figures, ids
-from dashboard.lab import find_studies, read_study
-from dashboard.widgets import ROOT, message, table
+from dashboard.lab import find_studies, read_study, study_roots
+from dashboard.widgets import message, table
 
 dash.register_page(__name__, path="/what-if", name="What-if", order=4, title="twin: what-if")
 
-ROOTS = ("studies", "runs/studies", "runs")
-
-
-def _roots() -> list[Path]:
-    return [Path.cwd() / r for r in ROOTS] + [ROOT / r for r in ROOTS]
-
 
 def layout(**_: Any) -> html.Div:
-    found = find_studies(_roots())
+    found = find_studies(study_roots())
     options = [{"label": str(p), "value": str(p)} for p in found]
     intro = (
         "Pick a study's results directory (written by `twin study`)."
@@ -46,9 +41,7 @@ def layout(**_: Any) -> html.Div:
             ),
             html.Div([dcc.Graph(id=ids.STUDY_PLOT, config={"displaylogo": False}), html.Div(id=ids.STUDY_TABLE)],
                      className="card"),
-            html.Div([html.B("The study's report"),
-                      html.Iframe(id=ids.STUDY_REPORT, style={"width": "100%", "height": "800px", "border": "0"})],
-                     className="card"),
+            html.Div(id=ids.STUDY_REPORT, className="card"),
         ]
     )  # fmt: skip
 
@@ -57,14 +50,14 @@ def layout(**_: Any) -> html.Div:
     Output(ids.STUDY_MESSAGE, "children"),
     Output(ids.STUDY_PLOT, "figure"),
     Output(ids.STUDY_TABLE, "children"),
-    Output(ids.STUDY_REPORT, "srcDoc"),
+    Output(ids.STUDY_REPORT, "children"),
     Input(ids.STUDY_OPEN, "n_clicks"),
     State(ids.STUDY_DIR, "value"),
     prevent_initial_call=True,
 )
 def open_study(_n: Any, chosen: Any) -> tuple[Any, ...]:
     # only directories the page offered: a browser cannot make the server read any path
-    offered = {str(p) for p in find_studies(_roots())}
+    offered = {str(p) for p in find_studies(study_roots())}
     if not isinstance(chosen, str) or chosen not in offered:
         return message("pick one of the study directories listed"), no_update, no_update, no_update
     try:
@@ -76,13 +69,22 @@ def open_study(_n: Any, chosen: Any) -> tuple[Any, ...]:
             no_update,
             no_update,
         )
+    shown = _report(chosen, report is not None)
     if results is None:
-        return message(f"{chosen} has no results table yet"), no_update, "", report or ""
-    head = results.head(200).round(3).to_dict("records")
+        return message(f"{chosen} has no results table yet"), no_update, "", shown
+    cols = [
+        c for c in results.columns if results[c].dtype.kind in "biufO" and c not in ("key", "error")
+    ]
+    head = results[cols[:14]].head(100).round(3).to_dict("records")
     note = message(f"{chosen}: {len(results)} result rows", ok=True)
-    return (
-        note,
-        figures.study_figure(results),
-        table(head),
-        report or "<p>no report.html in this study</p>",
-    )
+    return note, figures.study_figure(results), table(head), shown
+
+
+def _report(directory: str, exists: bool) -> html.Div:
+    if not exists:
+        return html.Div("This study has no report.html.", className="help")
+    url = "/study-report?" + urlencode({"dir": directory})
+    return html.Div([
+        html.B("The study's report "), html.A("(open in a new tab)", href=url, target="_blank"),
+        html.Iframe(src=url, style={"width": "100%", "height": "800px", "border": "0"}),
+    ])  # fmt: skip

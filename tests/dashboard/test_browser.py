@@ -10,6 +10,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -309,6 +311,11 @@ def test_every_page_renders(server: str, browser: Browser) -> None:
         ).wait_for()
         tab.shot("upload-problems")
         assert tab.errors == []
+        for wanted in ("/etc", str(ROOT), "../../"):  # only reports of listed studies are served
+            with pytest.raises(urllib.error.HTTPError, match="404"):
+                urllib.request.urlopen(
+                    server + "study-report?dir=" + urllib.parse.quote(wanted), timeout=10
+                )
     finally:
         tab.close()
 

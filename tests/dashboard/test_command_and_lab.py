@@ -63,15 +63,18 @@ def test_lab_benchmark_runs_in_the_background(tmp_path: Path) -> None:
 
 def test_a_study_directory_is_found_and_read(tmp_path: Path) -> None:
     """A study's results table and report are found under the roots and compared per design."""
-    study = tmp_path / "studies" / "seg"
+    study = tmp_path / "runs" / "study-seg"
     study.mkdir(parents=True)
+    (tmp_path / "runs" / "20260101-flagship").mkdir()
+    (tmp_path / "runs" / "20260101-flagship" / "report.html").write_text("a run, not a study")
     pd.DataFrame(
         {"design": ["flat", "flat", "zoned"], "seed": [1, 2, 1], "blast_radius": [3, 4, 1]}
     ).to_parquet(study / "results.parquet")
     (study / "report.html").write_text("<h1>study</h1>")
-    assert find_studies([tmp_path / "studies"]) == [study]
+    (study / "study.json").write_text("{}")
+    assert find_studies([tmp_path / "runs"]) == [study]
     results, report = read_study(study)
-    assert results is not None and len(results) == 3 and report == "<h1>study</h1>"
+    assert results is not None and len(results) == 3 and report == str(study / "report.html")
     fig = study_figure(results)
     bars = {t.name: list(t.y) for t in fig.data}
     assert bars == {"blast_radius": [3.5, 1.0]}
