@@ -51,7 +51,10 @@ def layout(**_: Any) -> html.Div:
                 ],
                 className="card",
             ),
-            html.Div([html.B("Leaderboard"), html.Div(id=ids.LAB_BOARD)], className="card"),
+            html.Div(
+                [html.B("Leaderboard"), html.Div(id=ids.LAB_BOARD, style={"overflowX": "auto"})],
+                className="card",
+            ),
             html.Div([dcc.Graph(id=ids.LAB_PLOT, config={"displaylogo": False})], className="card"),
         ]
     )  # fmt: skip
@@ -120,7 +123,7 @@ def progress(_n: Any, client: Any) -> tuple[Any, Any, Any]:
     if job.state == "failed":
         return message(f"the benchmark failed: {job.error}"), no_update, no_update
     if ctx.triggered_id and job.board is not None:
-        board = job.board.round(3).to_dict("records")
+        board = job.board.round(3).astype(object).where(job.board.notna(), None).to_dict("records")
         plot = (
             figures.per_scenario_figure(job.per_run)
             if job.per_run is not None
