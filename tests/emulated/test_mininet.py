@@ -81,6 +81,13 @@ def test_the_written_file_needs_only_mininet(tmp_path: Path) -> None:
     assert "intruder" in topo.hosts()  # the flagship campaign's origin
 
 
+def test_an_unwritable_topology_file_is_refused_as_bad_input(tmp_path: Path) -> None:
+    """A directory, or a path in a directory that does not exist: exit 2, nothing written."""
+    assert cli_main(["topo", "flagship", "-o", str(tmp_path)]) == 2
+    assert cli_main(["topo", "flagship", "-o", str(tmp_path / "no" / "topo.py")]) == 2
+    assert list(tmp_path.iterdir()) == []
+
+
 @emulated
 @pytest.mark.skipif(MN is None, reason="no mn (Debian package mininet)")
 def test_mn_opens_the_written_file_on_its_own(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from twin.commands.common import out, resolve_scenario
+from twin.errors import InputError
 
 ORDER = 75
 
@@ -67,7 +68,14 @@ def cmd_topo(args: argparse.Namespace) -> int:
     attacker = (campaign.attacker.name, campaign.attacker.origin) if campaign else None
     plan = plan_of(facility, spec.design, attacker=attacker, share_groups=spec.hosts == "group")
     target = Path(args.output)
-    target.write_text(topology_file(plan, target.name), encoding="utf-8")
+    try:
+        if target.is_dir():
+            raise InputError(f"{target} is a directory; give a file name for the topology")
+        target.write_text(topology_file(plan, target.name), encoding="utf-8")
+    except ValueError:  # a NUL byte in the path
+        raise InputError(f"not a valid file path: {args.output!r}") from None
+    except OSError as exc:
+        raise InputError(f"cannot write {target}: {exc.strerror or exc}") from None
     out.print(
         f"wrote {target}: {len(plan['hosts'])} hosts, {len(plan['segments'])} zone switches "
         f"and router {plan['router']['name']!r} ({facility.name}, design {spec.design}); open it "
