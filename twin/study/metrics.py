@@ -9,6 +9,10 @@ the run ended, so the value is unknown but later than `censor_s`, never zero):
 - hops_to_safety: fewest allowed hops in the design's reachability graph from the foothold
   (the first device the attacker took; the internet when none) to a safety-critical device;
   None when the design lets the foothold reach none.
+- exposure_share: devices an attacker from the internet could reach, pivoting through
+  every device it could take on the way (factory or wordlist passwords, a listed known
+  exploited vulnerability), over all the site's devices: the run's design and lifecycle
+  posture seen statically, whatever the scripted campaign happened to try.
 - conduits_to_open: fewest conduits that would have to be opened before a safety-critical
   device is reachable from the foothold (0: reachable as designed).
 - time_to_compromise_s: from the first attack step's start to the end of the first
@@ -29,7 +33,13 @@ from typing import Any
 import pandas as pd
 
 from twin.schema import FacilitySpec
-from twin.study.design import conduits_to_open, graph_of, hops_to_safety, safety_critical
+from twin.study.design import (
+    attacker_reach,
+    conduits_to_open,
+    graph_of,
+    hops_to_safety,
+    safety_critical,
+)
 
 CENSORED = ("time_to_compromise_s", "time_to_detect_s", "time_to_contain_s")
 
@@ -82,6 +92,7 @@ def run_metrics(
         "safety_blast_share": (
             sum(c in critical for c in compromised) / len(critical) if critical else 0.0
         ),
+        "exposure_share": len(attacker_reach(site, g)) / len(own) if own else 0.0,
         "foothold": foothold,
         "hops_to_safety": hops_to_safety(g, start, critical),
         "conduits_to_open": conduits_to_open(site, g, start, critical),

@@ -76,10 +76,12 @@ def _figures(study: Study, frame: pd.DataFrame) -> list[Any]:
             continue
         fig = go.Figure()
         for design, g in ok.groupby("design", sort=True):
-            m = g.groupby(col)["blast_share"].median()
-            fig.add_trace(go.Scatter(x=m.index, y=m.to_numpy(), mode="lines+markers", name=design))
-        fig.update_layout(title=f"one at a time: median blast share against {name}", height=360,
-                          xaxis_title=name, yaxis_title="blast share")  # fmt: skip
+            for metric in ("blast_share", "exposure_share"):
+                m = g.groupby(col)[metric].median()
+                fig.add_trace(go.Scatter(x=m.index, y=m.to_numpy(), mode="lines+markers",
+                                         name=f"{design}: {metric}"))  # fmt: skip
+        fig.update_layout(title=f"one at a time: median blast and exposure share against {name}", height=360,
+                          xaxis_title=name, yaxis_title="share of devices")  # fmt: skip
         figs.append(fig)
     return figs
 
@@ -140,11 +142,13 @@ def write_report(
         first = False
     if spec.sampling.method in ("morris", "sobol") and not ok.empty:
         _, points = numeric_points(spec)
-        sens = stats.sensitivity(
-            frame, problem_of(spec), spec.sampling.method, "blast_share", points
-        )
-        parts += [f"<h2>Sensitivity of blast share ({spec.sampling.method}, per design)</h2>",
-                  _table(sens) if not sens.empty else "<p>not every sampled point finished</p>"]  # fmt: skip
+        for metric in ("blast_share", "exposure_share"):
+            sens = stats.sensitivity(frame, problem_of(spec), spec.sampling.method, metric, points)
+            if not sens.empty:
+                key = "mu_star" if spec.sampling.method == "morris" else "ST"
+                sens = sens.sort_values(["design", key], ascending=[True, False])
+            parts += [f"<h2>Sensitivity of {metric} ({spec.sampling.method}, ranked per design)</h2>",
+                      _table(sens) if not sens.empty else "<p>not every sampled point finished</p>"]  # fmt: skip
     from twin.study import metrics
 
     parts += [

@@ -245,6 +245,9 @@ def canonical(params: dict[str, Any]) -> str:
     return json.dumps(params, sort_keys=True, separators=(",", ":"), default=str)
 
 
+RECORD_FORMAT = 2  # bumped when a run's record changes, so old records are not taken for new
+
+
 def run_key(params: dict[str, Any], scenario: ScenarioSpec) -> str:
     """The hash of a run's canonical parameters, its scenario as checked, and the twin version.
 
@@ -253,7 +256,7 @@ def run_key(params: dict[str, Any], scenario: ScenarioSpec) -> str:
     digest = hashlib.sha256()
     digest.update(canonical(params).encode())
     digest.update(scenario.model_dump_json().encode())
-    digest.update(__version__.encode())
+    digest.update(f"{__version__}/{RECORD_FORMAT}".encode())
     return digest.hexdigest()[:20]
 
 

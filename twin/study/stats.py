@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-OUTCOMES = ("blast_share", "safety_blast_share", "harm", "time_to_detect_s")
-LOWER_IS_BETTER = {"blast_share", "safety_blast_share", "harm", "time_to_detect_s",
+OUTCOMES = ("blast_share", "safety_blast_share", "exposure_share", "harm", "time_to_detect_s")
+LOWER_IS_BETTER = {"blast_share", "safety_blast_share", "exposure_share", "harm", "time_to_detect_s",
                    "time_to_compromise_s", "time_to_contain_s"}  # fmt: skip
 CELL = ["scenario", "design", "detectors", "playbooks", "default_credentials",
         "patch_lag_days", "analyst_delay_s", "replace_unsupported"]  # fmt: skip
