@@ -55,7 +55,8 @@ def write_study(tmp: Path, **fields: Any) -> Path:
 def serial_results(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
     tmp = tmp_path_factory.mktemp("serial")
     study = load_study(write_study(tmp))
-    return run_study(study, tmp / "out", Cluster(serial=True), report=True)
+    run_study(study, tmp / "out", Cluster(serial=True), report=True)
+    return pd.read_parquet(tmp / "out" / "results.parquet")  # the table as users read it
 
 
 # --- the study file ---------------------------------------------------------------------------
@@ -276,7 +277,8 @@ def test_local_cluster_gives_the_serial_results(
 ) -> None:
     """The embedded LocalCluster (2 worker processes) gives exactly the serial results."""
     study = load_study(write_study(tmp_path))
-    dask = run_study(study, tmp_path / "out", Cluster(workers=2), report=False)
+    run_study(study, tmp_path / "out", Cluster(workers=2), report=False)
+    dask = pd.read_parquet(tmp_path / "out" / "results.parquet")
     same = [c for c in serial_results if c != "wall_time_s"]
     assert dask[COMPARED].equals(serial_results[COMPARED])
     assert dask[same].equals(serial_results[same])  # every parameter, metric and score
