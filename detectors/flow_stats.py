@@ -83,13 +83,16 @@ def episodes(flagged: pd.DataFrame, gap: float = EPISODE_GAP) -> list[pd.DataFra
 
 
 def routine_engineering(site: SiteView, flows: pd.DataFrame) -> bool:
-    """An engineering host's sessions on conduits the design documents, with no failed login.
+    """An engineering workstation's sessions on conduits the design documents, with no
+    failed login.
 
-    That is the engineer's daily work, which a night-time warm-up never shows: learned
-    detectors leave it to the control-context rules, which judge what such sessions write.
+    That is a person's daily work, which a night-time warm-up never shows: learned detectors
+    leave it to the rule-based members, which judge where it goes and what it writes. (The
+    BMS, an engineering host too, polls all day: its traffic stays theirs to judge.)
     """
     src = str(flows["src_ip"].iloc[0])
-    if site.role(src) != "engineering" or int(flows["auth_failures"].sum()) > 0:
+    d = site.device(src)
+    if d is None or d.kind != "workstation" or int(flows["auth_failures"].sum()) > 0:
         return False
     paths = flows[["dst_ip", "dst_port"]].drop_duplicates().itertuples(index=False)
     return all(site.policy.conduit_for(src, str(d), int(p)) is not None for d, p in paths)
@@ -110,7 +113,7 @@ def episode_alerts(
     position `pos` in `flows`; severity is high beyond twice the threshold. A burst that
     continues one already raised for its source and technique (`ongoing`: the last flagged
     export of each, updated here) within EPISODE_GAP is the same incident: no new alert.
-    An engineering host's documented sessions are not alerted (see `routine_engineering`).
+    An engineering workstation's documented sessions are not alerted (`routine_engineering`).
     """
     hot = scores > threshold
     if not hot.any():

@@ -93,8 +93,10 @@ def test_bursts_apart_in_time_are_separate_alerts() -> None:
 
 
 def test_a_small_sustained_rise_is_caught_by_the_ewma() -> None:
-    """Bytes up 35% for an hour: below every instantaneous threshold, but the EWMA sees it."""
-    det = fitted()
+    """Bytes up 35% for an hour: below every instantaneous threshold, but the EWMA sees it
+    (at the configured threshold: no calibration probe, whose hour of synthetic warm-up would
+    count the sparse engineer as its budget's alarm)."""
+    det = fitted(alarms_per_day=None)
     rows = [
         {**r, "bytes": int(r["bytes"] * 1.35)} for r in steady(7200, 10800) if r["src_ip"] == BMS
     ]
@@ -153,3 +155,14 @@ def test_quiet_on_attack_free_telemetry(quiet: RunResult) -> None:
     """Three attack-free hours after the warm-up: no alert at all."""
     (score,) = quiet.scores
     assert score.alerts == 0
+
+
+def test_calibration_raises_the_threshold_to_keep_the_budget() -> None:
+    """With a budget, a probe on the warm-up's last third sets the threshold: never below the
+    configured one, and above every alarm the probe raised when the budget allows none."""
+    free, budget = fitted(alarms_per_day=None), fitted(alarms_per_day=1.0)
+    assert free.threshold_ == free.threshold
+    assert budget.threshold_ >= budget.threshold
+    assert budget.calibration_["allowed"] == 0
+    if budget.calibration_["alarms"]:
+        assert budget.threshold_ > budget.threshold
