@@ -155,7 +155,8 @@ def main() -> None:
         print(f"  {key} {sign} {want:g}: {got:.3f}  {'PASS' if ok else 'FAIL'}")
     if len({r.facility for r in runs}) > 1:
         print("\nleave one facility out (members chosen on the others, scored on the one):")
-        lofo = leave_one_facility_out(runs, members)
+        heavy = set(args.heavy.split(",")) if args.heavy else set()
+        lofo = leave_one_facility_out(runs, [d for d in dets if d not in heavy])
         print(text_table(lofo, ["held_out", "members", "steps", "recall", "late", "precision",
                                 "false_alarms_per_day", "attack_free_false_alarms_per_day",
                                 "ttd_median_s", "ttd_p95_s"]))  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -139,3 +140,18 @@ def test_registry_and_parameter_checks() -> None:
     assert "unknown parameter 'threshold'" in unknown.message
     (bad,) = check_params(ConduitPolicy, {"scan_threshold": 1})
     assert "at least 2" in bad.message
+
+
+@pytest.mark.slow
+def test_a_scenario_naming_no_detectors_runs_the_default_ensemble(tmp_path: Path) -> None:
+    """No `detectors:` list is never 'score nothing': the default ensemble runs and is scored,
+    and the summary says so (twin run prints it)."""
+    from detectors.ensemble import DEFAULT_MEMBERS
+    from twin.run import execute
+
+    spec = load_scenario(FLAGSHIP, {"detectors": [], "duration": "4h"})
+    result = execute(spec, tmp_path / "run", counterfactual=False)
+    assert [d["name"] for d in result.summary["detectors"]] == ["ensemble"]
+    assert all(m in result.summary["detectors_note"] for m in DEFAULT_MEMBERS)
+    (score,) = result.scores
+    assert score.detector == "ensemble" and score.recall == 1.0
