@@ -28,7 +28,7 @@ from twin.telemetry import read_table
 
 ENSEMBLE = "ensemble"
 BUDGET_PER_DAY = 1.0  # the false-alarm budget a member must keep on attack-free days
-MIN_PRECISION = 0.9  # and the precision it must show on attacked runs, to join the ensemble
+MIN_PRECISION = 0.97  # and the precision it must show on attacked runs (the ensemble target)
 
 BOARD_COLUMNS = [
     "detector", "runs", "steps", "detected", "recall", "late", "late_delay_median_s",
