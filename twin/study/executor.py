@@ -5,6 +5,10 @@ pure function of its parameters, keyed by their hash; its record is written atom
 under that key, so a study stopped any way at all resumes where it stopped and redoes no
 finished run. A failed task is tried once more, then recorded with its error, and the rest
 go on. `--serial` calls the same function in this process, for debugging.
+
+Workers write each run's tables under the study directory and the client writes the
+records, so on a cluster of several machines the study directory must be on a filesystem
+they share (the same path everywhere), and the workers need the twin installed.
 """
 
 from __future__ import annotations
