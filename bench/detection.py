@@ -82,6 +82,12 @@ def main() -> None:
     p.add_argument("--duration", help="override every run's duration")
     p.add_argument("--out", type=Path, help="run directory (default /tmp/twin-detection[-holdout])")
     p.add_argument("--rescore", action="store_true", help="score the runs already in --out")
+    p.add_argument("--tune-on", type=Path, help="runs to choose ensemble members on (LOFO)")
+    p.add_argument(
+        "--heavy-quiet-only",
+        action="store_true",
+        help="run the --heavy detectors on the attack-free runs only (their false alarms)",
+    )
     p.add_argument(
         "--heavy",
         default="isolation_forest,kitsune,federated",
@@ -106,12 +112,19 @@ def main() -> None:
     if not args.rescore:
         heavy = set(args.heavy.split(",")) if args.heavy else set()
         light = tuple(d for d in dets if d not in heavy)
+        first = light if args.heavy_quiet_only else dets
+        # scenario by scenario (its seeds, then its attack-free run): a grid cut short is whole
         grid = [
-            (f, s, False, dets if s == seeds[0] else light, out, args.duration)
+            job
             for f in files
-            for s in seeds
+            for job in [
+                *[
+                    (f, s, False, first if s == seeds[0] else light, out, args.duration)
+                    for s in seeds
+                ],
+                (f, seeds[0], True, dets, out, args.duration),
+            ]
         ]
-        grid += [(f, seeds[0], True, dets, out, args.duration) for f in files]
         if args.jobs > 1:
             with ProcessPoolExecutor(args.jobs) as ex:
                 for i, d in enumerate(ex.map(run_one, grid), 1):
@@ -139,6 +152,8 @@ def main() -> None:
             "false_alarms_per_day", "attack_free_false_alarms_per_day", "ttd_median_s",
             "ttd_p95_s", "not_attempted", "windowed_recall", "windowed_precision"]  # fmt: skip
     print(text_table(board, cols))
+    if not (board["detector"] == ENSEMBLE).any():
+        return  # no ensemble member among the detectors: no ensemble targets to check
     ens = board[board["detector"] == ENSEMBLE].iloc[0]
     print("\ntargets (ensemble):")
     for key, want in TARGETS.items():
@@ -153,6 +168,17 @@ def main() -> None:
         ok = got >= want if key in ("recall", "precision") else got <= want
         sign = ">=" if key in ("recall", "precision") else "<="
         print(f"  {key} {sign} {want:g}: {got:.3f}  {'PASS' if ok else 'FAIL'}")
+    if args.tune_on is not None:
+        # members chosen on those runs (another facility set), scored on these
+        others = read_runs(sorted(d for d in args.tune_on.iterdir() if d.is_dir()))
+        heavy = set(args.heavy.split(",")) if args.heavy else set()
+        candidates = [d for d in dets if d not in heavy]
+        print(f"\nmembers chosen on {args.tune_on} ({len(others)} runs), scored here:")
+        for facility in sorted({r.facility for r in runs}):
+            lofo = leave_one_facility_out(others + runs, candidates, only=facility)
+            print(text_table(lofo, ["held_out", "members", "steps", "recall", "late", "precision",
+                                    "false_alarms_per_day", "attack_free_false_alarms_per_day",
+                                    "ttd_median_s", "ttd_p95_s"]))  # fmt: skip
     if len({r.facility for r in runs}) > 1:
         print("\nleave one facility out (members chosen on the others, scored on the one):")
         heavy = set(args.heavy.split(",")) if args.heavy else set()

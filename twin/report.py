@@ -213,11 +213,12 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], empty_text: str
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-SCORE_COLUMNS = {  # summary key: (heading, decimals)
-    "recall": ("recall", 2), "precision": ("precision", 2), "f1": ("F1", 2),
-    "ttd_median": ("TTD median (s)", 0), "ttd_p95": ("TTD p95 (s)", 0),
+SCORE_COLUMNS = {  # summary key: (heading, decimals); scored by evidence, late apart
+    "recall": ("recall", 2), "late": ("late detections", 0), "precision": ("precision", 2),
+    "f1": ("F1", 2), "ttd_median": ("TTD median (s)", 0), "ttd_p95": ("TTD p95 (s)", 0),
     "false_alarms_per_day": ("false alarms/day", 1), "alerts": ("alerts", 0),
-    "flow_pr_auc": ("flow PR-AUC", 2),
+    "flow_pr_auc": ("flow PR-AUC", 2), "windowed_recall": ("windowed recall (previous rule)", 2),
+    "windowed_precision": ("windowed precision", 2),
 }  # fmt: skip
 
 
