@@ -1,0 +1,101 @@
+"""Control context: who writes to controllers, how much, and how the writer was reached."""
+
+from __future__ import annotations
+
+from typing import Self
+
+from detectors.base import Detector, SiteView
+from twin import evidence
+from twin.telemetry import Alert, TelemetryBatch
+
+MODBUS_PORT = 502
+
+
+class ControlContext(Detector):
+    """Judges Modbus writes by their context, from any host, the permitted ones included.
+
+    - Changed control: a flow carrying more write requests than any flow of that writer to
+      that device in the warm-up, and more than `routine_writes`: a person re-writes a value
+      now and then; moving a setpoint, an interlock and an alarm limit takes several writes
+      (T0831). Once per writer and device per `window_s`.
+    - Writes after an unusual login: a host writes to a controller within `window_s` of a
+      successful login to it from a source that never logged into it in the warm-up (a
+      reused password, a pivot) (T0859). Once per writer per login.
+    """
+
+    name = "control_context"
+    summary = "writes by their context: more writes than the writer's routine, writes after an unusual login"
+    reference_scenario = "plant-integrator-pivot"
+
+    def __init__(self, routine_writes: int = 1, window_s: float = 3600.0) -> None:
+        if routine_writes < 1:
+            raise ValueError(f"routine_writes must be at least 1, got {routine_writes}")
+        if not window_s > 0:
+            raise ValueError(f"window_s must be > 0, got {window_s}")
+        self.routine_writes = routine_writes
+        self.window_s = window_s
+
+    def fit(self, baseline: TelemetryBatch, site: SiteView) -> Self:
+        self.site_ = site
+        f = baseline.flows
+        w = f[(f["dst_port"] == MODBUS_PORT) & (f["modbus_writes"] > 0)]
+        most = w.groupby(["src_ip", "dst_ip"], observed=True)["modbus_writes"].max()
+        self.most_ = {k: int(v) for k, v in most.items()}
+        ev = baseline.events
+        ok = ev[ev["kind"] == "login_ok"]
+        self.logins_ = set(zip(ok["ip"].astype(str), ok["src_ip"].astype(str), strict=True))
+        self.unusual_: dict[str, tuple[float, int]] = {}  # host ip -> (login time, event id)
+        self.raised_: dict[tuple[str, ...], float] = {}
+        return self
+
+    def observe(self, batch: TelemetryBatch) -> list[Alert]:
+        out: list[Alert] = []
+        ev = batch.events
+        if len(ev):
+            ok = ev[ev["kind"] == "login_ok"]
+            for r in ok.itertuples():
+                key = (str(r.ip), str(r.src_ip))
+                if r.src_ip and key not in self.logins_:
+                    self.unusual_[str(r.ip)] = (float(r.t), int(r.event_id))
+        f = batch.flows
+        if f.empty:
+            return out
+        w = f[(f["dst_port"] == MODBUS_PORT) & (f["modbus_writes"] > 0) & ~f["blocked"]]
+        if w.empty:
+            return out
+        for (src, dst), g in w.groupby(["src_ip", "dst_ip"], sort=True, observed=True):
+            src, dst = str(src), str(dst)
+            limit = max(self.most_.get((src, dst), 0), self.routine_writes)
+            many = g[g["modbus_writes"] > limit]
+            t = float(g["t_export"].min())
+            if len(many) and self._fresh(("many", src, dst), t):
+                n = int(many["modbus_writes"].max())
+                out.append(self._alert(
+                    float(many["t_export"].min()), "high", "T0831", src, dst,
+                    f"{self.site_.name(src)} wrote {n} times to {self.site_.name(dst)} in one session (its routine: at most {limit})",
+                    evidence.flows(many["flow_id"]),
+                ))  # fmt: skip
+            login = self.unusual_.get(src)
+            recent = login is not None and 0 <= t - login[0] <= self.window_s
+            if login is not None and recent and self._fresh(("login", src, str(login[1])), t):
+                out.append(self._alert(
+                        t, "high", "T0859", src, dst,
+                        f"{self.site_.name(src)} writes to {self.site_.name(dst)} {t - login[0]:.0f} s after a login from a source new to it",
+                        evidence.flows(g["flow_id"]) + evidence.events((login[1],)),
+                    ))  # fmt: skip
+        return sorted(out, key=lambda a: (a.t, a.device, a.reason))
+
+    def _fresh(self, key: tuple[str, ...], t: float) -> bool:
+        last = self.raised_.get(key)
+        if last is not None and t - last <= self.window_s:
+            return False
+        self.raised_[key] = t
+        return True
+
+    def _alert(
+        self, t: float, severity: str, technique: str, src: str, dst: str, why: str,
+        cited: tuple[str, ...],
+    ) -> Alert:  # fmt: skip
+        d = self.site_.device(dst)
+        return Alert(t, self.name, severity, d.name if d else dst, src, dst, technique, why,
+                     evidence=cited)  # fmt: skip

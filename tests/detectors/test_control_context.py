@@ -1,0 +1,62 @@
+"""control_context: writes judged by how the writer was reached and how much it writes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from detectors import SiteView
+from detectors.control_context import ControlContext
+from tests.conftest import SCENARIOS
+from twin.engine import Engine
+from twin.network.flows import FLOW_COLUMNS
+from twin.scenario import load_scenario
+from twin.scoring import score_alerts
+from twin.telemetry import EVENT_COLUMNS, TelemetryBatch, alerts_frame
+
+
+@pytest.mark.slow
+def test_setpoints_moved_from_the_real_workstation_are_seen_within_two_minutes() -> None:
+    """plant-integrator-pivot: the workstation, reached by a login from the gate camera, writes
+    the rinse tank's setpoints; the write is detected by its flows within 120 s."""
+    spec = load_scenario(SCENARIOS / "plant-integrator-pivot.yaml")
+    e = Engine(spec)
+    warm = [e.run_until(t) for t in np.arange(300.0, spec.warmup + 1, 300.0)]
+    rest = [e.run_until(t) for t in np.arange(spec.warmup + 300.0, spec.duration + 1, 300.0)]
+    det = ControlContext().fit(TelemetryBatch.concat(warm), SiteView(e.facility, e.net.policy))
+    alerts = [a for b in rest for a in det.observe(b)]
+    truth = e.truth()
+    score = score_alerts(truth, alerts_frame(alerts), spec.duration - spec.warmup, "cc")
+    step = truth.set_index("step_id").loc["move-setpoints"]
+    hits = [a.t for a in alerts if a.dst_ip == step["target_ip"]]
+    assert score.precision == 1.0 and hits and min(hits) - step["t_start"] <= 120.0
+
+
+def _flow(i: int, src: str, writes: int, t: float) -> dict[str, Any]:
+    row: dict[str, Any] = {c: 0 for c in FLOW_COLUMNS}
+    row.update(flow_id=i, t_start=t - 60, t_end=t, t_export=t, src_ip=src, dst_ip="10.0.0.9",
+               src_port=40000 + i, dst_port=502, proto="tcp", app="modbus", tcp_flags="SAP",
+               modbus_fc_set="6", modbus_writes=writes, blocked=False, encrypted=False)  # fmt: skip
+    return row
+
+
+def _batch(rows: list[dict[str, Any]], t0: float, t1: float) -> TelemetryBatch:
+    flows = pd.DataFrame(rows, columns=list(FLOW_COLUMNS)).astype(FLOW_COLUMNS)
+    return TelemetryBatch(
+        t0, t1, flows=flows, events=pd.DataFrame(columns=list(EVENT_COLUMNS)).astype(EVENT_COLUMNS)
+    )
+
+
+def test_more_writes_than_the_writers_routine_is_changed_control() -> None:
+    """A writer that wrote at most once per session in the warm-up writing three times is
+    alerted once (citing that flow); writing once again is routine."""
+    from tests.detectors.test_physics import site
+
+    det = ControlContext().fit(_batch([_flow(1, "10.0.0.5", 1, 100.0)], 0.0, 3600.0), site())
+    alerts = det.observe(
+        _batch([_flow(2, "10.0.0.5", 1, 4000.0), _flow(3, "10.0.0.5", 3, 4060.0)], 3600.0, 4200.0)
+    )
+    assert [(a.technique, a.evidence) for a in alerts] == [("T0831", ("flow:3",))]
