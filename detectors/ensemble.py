@@ -9,9 +9,17 @@ from detectors.base import Detector, SiteView
 from twin.telemetry import Alert, TelemetryBatch
 
 # the default ensemble: one detector per kind of evidence (policy, behaviour, physics,
-# identity, availability), each quiet on attack-free days; device_health joined when it cut
-# the library's p95 time to detect from 1,392 s to 640 s with no false alarm (bench/detection.py)
-DEFAULT_MEMBERS = ("conduit_policy", "allowlist", "physics", "identity", "device_health")
+# identity, availability, control context), each quiet on attack-free days. On the library
+# (16 scenarios, seeds 1-3, bench/detection.py) device_health cut the p95 time to detect from
+# 1,392 s to 640 s and control_context to 120 s, neither with a false alarm.
+DEFAULT_MEMBERS = (
+    "conduit_policy",
+    "allowlist",
+    "physics",
+    "identity",
+    "device_health",
+    "control_context",
+)
 
 
 def _spec(member: str | dict[str, Any]) -> tuple[str, dict[str, Any]]:
