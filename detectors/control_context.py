@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Self
 
+import numpy as np
+import pandas as pd
+
 from detectors.base import Detector, SiteView
 from twin import evidence
 from twin.telemetry import Alert, TelemetryBatch
@@ -41,6 +44,13 @@ class ControlContext(Detector):
         w = f[(f["dst_port"] == MODBUS_PORT) & (f["modbus_writes"] > 0)]
         most = w.groupby(["src_ip", "dst_ip"], observed=True)["modbus_writes"].max()
         self.most_ = {k: int(v) for k, v in most.items()}
+        self.most_series_ = pd.Series(
+            list(self.most_.values()),
+            index=pd.MultiIndex.from_tuples(list(self.most_), names=["src_ip", "dst_ip"])
+            if self.most_
+            else pd.MultiIndex.from_arrays([[], []], names=["src_ip", "dst_ip"]),
+            dtype=float,
+        )
         ev = baseline.events
         ok = ev[ev["kind"] == "login_ok"]
         self.logins_ = set(zip(ok["ip"].astype(str), ok["src_ip"].astype(str), strict=True))
@@ -63,6 +73,17 @@ class ControlContext(Detector):
         w = f[(f["dst_port"] == MODBUS_PORT) & (f["modbus_writes"] > 0) & ~f["blocked"]]
         if w.empty:
             return out
+        # only the few flows over their writer's routine, or from a host reached by an unusual
+        # login, are looked at one by one: the BMS writes to every controller every hour
+        pairs = pd.MultiIndex.from_arrays([w["src_ip"], w["dst_ip"]])
+        routine = self.most_series_.reindex(pairs).fillna(0).to_numpy()
+        writes = w["modbus_writes"].to_numpy()
+        odd = (writes > np.maximum(routine, self.routine_writes)) | w["src_ip"].isin(
+            list(self.unusual_)
+        ).to_numpy()
+        if not odd.any():
+            return out
+        w = w[odd]
         for (src, dst), g in w.groupby(["src_ip", "dst_ip"], sort=True, observed=True):
             src, dst = str(src), str(dst)
             limit = max(self.most_.get((src, dst), 0), self.routine_writes)
