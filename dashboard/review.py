@@ -10,6 +10,8 @@ from typing import Any
 
 import pandas as pd
 
+from twin.scoring import match_steps
+
 HARM_KEYS = ("degree_hours_outside_band", "unsafe_tank_minutes", "doors_opened_without_badge")
 DETECTED_POINTS = 15.0
 CONTAINED_POINTS = 25.0
@@ -47,15 +49,20 @@ def _clock(t: float | None, warmup: float) -> str:
 def steps_frame(log: list[dict[str, Any]]) -> pd.DataFrame:
     rows = [e for e in log if e.get("kind") == "step"]
     cols = ["step_id", "technique", "name", "t_start", "t_end", "attacker", "attacker_ip",
-            "target", "target_ip", "succeeded", "blocked_by", "grace"]  # fmt: skip
+            "target", "target_ip", "succeeded", "blocked_by", "grace", "signals",
+            "flow_ids", "event_ids"]  # fmt: skip
     df = pd.DataFrame(rows, columns=cols)
+    for c, empty in (("signals", ""), ("flow_ids", ()), ("event_ids", ())):
+        df[c] = [empty if not isinstance(v, str | list | tuple) else v for v in df[c]]
     return df.astype({"t_start": float, "t_end": float, "grace": float}) if rows else df
 
 
 def alerts_of(log: list[dict[str, Any]]) -> pd.DataFrame:
-    cols = ["t", "detector", "severity", "device", "src_ip", "dst_ip", "technique", "reason"]
+    cols = ["t", "detector", "severity", "device", "src_ip", "dst_ip", "technique", "reason",
+            "evidence"]  # fmt: skip
     rows = [e for e in log if e.get("kind") == "alert"]
     df = pd.DataFrame(rows, columns=cols)
+    df["evidence"] = [v if isinstance(v, list | tuple) else () for v in df["evidence"]]
     return df.astype({"t": float}) if rows else df
 
 
@@ -72,29 +79,18 @@ def _named(log: list[dict[str, Any]]) -> set[str]:
     return out
 
 
-def _names(row: Any) -> set[str]:
-    return {
-        x
-        for c in ("attacker", "attacker_ip", "target", "target_ip")
-        for x in str(getattr(row, c)).split(",")
-        if x
-    }
-
-
 def detection_delays(steps: pd.DataFrame, alerts: pd.DataFrame) -> list[float | None]:
-    """Per attack step: seconds from its start to the first alert naming its target or
-    attacker within [start, end + grace] (None when no alert did)."""
-    out: list[float | None] = []
-    for step in steps.itertuples():
-        names = _names(step)
-        lo, hi = float(step.t_start), float(step.t_end) + float(step.grace)
-        hits = [
-            float(a.t)
-            for a in alerts.itertuples()
-            if lo <= float(a.t) <= hi and names & {a.device, a.src_ip, a.dst_ip}
-        ]
-        out.append(min(hits) - lo if hits else None)
-    return out
+    """Per attack step: seconds from its start to the first alert whose evidence is
+    something the step caused, whenever it came (None when no alert did): the definition
+    `twin run` and `twin bench` score by."""
+    first: dict[int, float] = {}
+    if len(steps) and len(alerts):
+        hits = match_steps(steps, alerts)
+        for t, found in zip(alerts["t"].to_numpy(dtype=float), hits, strict=True):
+            for i in found:
+                first[i] = min(first.get(i, t), t)
+    starts = steps["t_start"].to_numpy(dtype=float) if len(steps) else []
+    return [max(0.0, first[i] - t0) if i in first else None for i, t0 in enumerate(starts)]
 
 
 def score(

@@ -13,7 +13,6 @@ import pandas as pd
 
 from dashboard.figures import site_of
 from detectors import SiteView, build
-from twin.campaign import Campaign
 from twin.devices import KINDS
 from twin.engine import Engine
 from twin.errors import SimulationError, TwinError
@@ -455,7 +454,7 @@ class Exercise:
             return
         # at = now: the step starts at once; a replay puts it at the same time
         step = step.model_copy(update={"at": now})
-        add_step(campaign, step)
+        campaign.add(step)
         with self.lock:
             self.injected.append(step)
             self.log.append(
@@ -495,10 +494,7 @@ class Exercise:
                 if (sid, "start") not in self._steps_seen:
                     self._steps_seen.add((sid, "start"))
                     self.log.append({"t": t0, "kind": "step_start", "step_id": sid})
-            for row in campaign.rows:
-                if (row["step_id"], "end") not in self._steps_seen:
-                    self._steps_seen.add((row["step_id"], "end"))
-                    self.log.append({"t": row["t_end"], "kind": "step", **_plain(row)})
+            self._log_steps(campaign.finished)
             for s in campaign.skipped:
                 if (s["step_id"], "skip") not in self._steps_seen:
                     self._steps_seen.add((s["step_id"], "skip"))
@@ -507,13 +503,27 @@ class Exercise:
             live.contained_at = engine.contained_at
             self.log.append({"t": engine.contained_at, "kind": "contained"})
 
+    def _log_steps(self, rows: list[dict[str, Any]]) -> None:
+        """Log each step once it ended, with what it caused (the evidence scoring joins)."""
+        engine = self.engine
+        for row in rows:
+            sid = row["step_id"]
+            if (sid, "end") in self._steps_seen:
+                continue
+            self._steps_seen.add((sid, "end"))
+            caused = {
+                "flow_ids": [int(i) for i in engine.meter.caused.get(sid, [])],
+                "event_ids": [int(i) for i in engine.events.caused.get(sid, [])],
+            }
+            self.log.append({"t": row["t_end"], "kind": "step", **_plain(row), **caused})
+
     def alert(self, a: Alert) -> None:
         """Record one alert: in the log, and in the feed merged with its repeats."""
         self._alert_seq += 1
         self.log.append(
             {"t": a.t, "kind": "alert", "detector": a.detector, "severity": a.severity,
              "device": a.device, "src_ip": a.src_ip, "dst_ip": a.dst_ip,
-             "technique": a.technique, "reason": a.reason}
+             "technique": a.technique, "reason": a.reason, "evidence": list(a.evidence)}
         )  # fmt: skip
         key = (a.detector, a.device, a.technique)
         line = self._merge.get(key)
@@ -538,6 +548,8 @@ class Exercise:
         if self.state in ("finished", "failed"):
             return
         self.state = "finished"
+        if self.engine.campaign is not None:  # steps the end cut short are scored too
+            self._log_steps(self.engine.campaign.rows)
         for req in self._queue:
             req.status, req.detail = "failed", "the exercise ended first"
         self._queue = []
@@ -570,15 +582,6 @@ class Exercise:
                 for e in self.log
                 if e["kind"] in ("action", "inject")
             ]  # fmt: skip
-
-
-def add_step(campaign: Campaign, step: StepSpec) -> None:
-    """Start one more attack step in a running campaign (a trainer's inject)."""
-    # Campaign has no public way to add a step yet; this is the smallest one (asked for)
-    if step.id in campaign._done:
-        raise SimulationError(f"step id {step.id!r} is taken")
-    campaign._done[step.id] = campaign.env.event()
-    campaign.env.process(campaign._run(step))
 
 
 def _rank(severity: str) -> int:

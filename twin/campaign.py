@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import simpy
 
+from twin.errors import SimulationError
 from twin.evidence import device_signals, firmware, health
 from twin.faces import Faces
 from twin.facility import Facility
@@ -201,6 +202,16 @@ class Campaign:
     def start(self) -> None:
         for step in self.spec.steps:
             self.env.process(self._run(step))
+
+    def add(self, step: StepSpec) -> None:
+        """Start one more step in the running campaign (a trainer's inject), checked like
+        the file's steps: its id is new, and a step it follows exists."""
+        if step.id in self._done:
+            raise SimulationError(f"step id {step.id!r} is taken")
+        if step.after is not None and step.after not in self._done:
+            raise SimulationError(f"step {step.id!r} follows unknown step {step.after!r}")
+        self._done[step.id] = self.env.event()
+        self.env.process(self._run(step))
 
     def _trigger(self, step: StepSpec) -> Generator[simpy.Event, Any, None]:
         """Wait for the step's start: a time, or another step's end and/or a signal crossing.

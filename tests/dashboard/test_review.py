@@ -20,12 +20,14 @@ BASELINE = {
 def step(sid: str, t0: float, target: str, ok: bool = True) -> dict[str, Any]:
     return {"t": t0 + 1, "kind": "step", "step_id": sid, "technique": "T0846", "name": "x",
             "t_start": t0, "t_end": t0 + 1, "attacker": "cam", "attacker_ip": "10.0.0.5",
-            "target": target, "target_ip": "10.0.1.9", "succeeded": ok, "blocked_by": "", "grace": 600.0}  # fmt: skip
+            "target": target, "target_ip": "10.0.1.9", "succeeded": ok, "blocked_by": "", "grace": 600.0,
+            "signals": "", "flow_ids": [7], "event_ids": []}  # fmt: skip
 
 
-def alert(t: float, device: str) -> dict[str, Any]:
+def alert(t: float, device: str, evidence: tuple[str, ...] = ("flow:7",)) -> dict[str, Any]:
     return {"t": t, "kind": "alert", "detector": "d", "severity": "high", "device": device,
-            "src_ip": "", "dst_ip": "", "technique": "T0846", "reason": "r"}  # fmt: skip
+            "src_ip": "", "dst_ip": "", "technique": "T0846", "reason": "r",
+            "evidence": list(evidence)}  # fmt: skip
 
 
 def action(t: float, target: str, kind: str = "quarantine") -> dict[str, Any]:
@@ -110,3 +112,12 @@ def test_exports_carry_the_log_and_the_score() -> None:
     rows = list(csv.DictReader(io.StringIO(export_csv(log))))
     assert len(rows) == len(log)
     assert [float(x["t"]) for x in rows] == sorted(float(x["t"]) for x in rows)
+
+
+def test_a_step_is_detected_by_evidence_not_by_naming_its_devices() -> None:
+    """An alert that names the step's devices but cites nothing the step caused does not
+    detect it; one citing a flow the step caused does, even long after its window."""
+    log = [step("scan", 12000.0, "ahu"), alert(12060.0, "ahu", ("flow:99",)), end(14400.0, 0.0)]
+    assert "0 of 1 attack steps" in line(score(log, BASELINE, WARMUP), "detected").reason
+    late = [step("scan", 12000.0, "ahu"), alert(14000.0, "cam"), end(14400.0, 0.0)]
+    assert "1 of 1 attack steps" in line(score(late, BASELINE, WARMUP), "detected").reason
