@@ -10,7 +10,6 @@ import simpy
 from pydantic import Field, field_validator
 
 from attacks.base import Technique, TechniqueParams, service_problems
-from twin.campaign import Outcome, StepContext
 from twin.devices import KINDS
 from twin.devices.base import COMMON_PASSWORDS, SERVICE_PORTS
 from twin.errors import Problem
@@ -18,6 +17,7 @@ from twin.faces import ACCOUNT_LOCKED
 from twin.facility import Facility
 from twin.network.transactions import Login, Transfer
 from twin.schema import StepSpec
+from twin.steps import Outcome, StepContext
 
 COMMON_DEFAULTS = (("admin", "admin"), ("admin", "12345"), ("root", "root"), ("admin", "password"))
 LOCKED = ACCOUNT_LOCKED

@@ -12,12 +12,12 @@ import simpy
 from pydantic import AfterValidator, Field
 
 from attacks.base import Technique, TechniqueParams
-from twin.campaign import Outcome, StepContext
 from twin.errors import Problem
 from twin.faces import ACCOUNT_LOCKED
 from twin.facility import Facility
 from twin.network.transactions import Flood, Login, Probe
 from twin.schema import Address, StepSpec
+from twin.steps import Outcome, StepContext
 
 MAX_HOSTS = 65536
 TRIES_PER_HOST = 10  # Mirai's scanner gives up on a host after this many credential pairs

@@ -8,10 +8,10 @@ from typing import Any, ClassVar
 import simpy
 from pydantic import BaseModel, ConfigDict
 
-from twin.campaign import Outcome, StepContext
 from twin.errors import Problem
 from twin.facility import Facility
 from twin.schema import StepSpec
+from twin.steps import Outcome, StepContext
 
 
 def service_problems(step: StepSpec, service: str, facility: Facility) -> list[Problem]:

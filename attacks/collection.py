@@ -11,11 +11,11 @@ from pydantic import Field
 
 from attacks.availability import Port, holds, outside_address
 from attacks.base import Technique, TechniqueParams
-from twin.campaign import Outcome, StepContext
 from twin.errors import Problem
 from twin.facility import Facility
 from twin.network.transactions import Transfer
 from twin.schema import Address, StepSpec
+from twin.steps import Outcome, StepContext
 
 KB = 1024
 MB = 1024 * KB

@@ -9,12 +9,12 @@ import simpy
 from pydantic import Field
 
 from attacks.base import Technique, TechniqueParams
-from twin.campaign import Outcome, StepContext
 from twin.devices import KINDS, Device
 from twin.errors import Problem
 from twin.facility import Facility
 from twin.network.transactions import ModbusWrite
 from twin.schema import StepSpec
+from twin.steps import Outcome, StepContext
 
 
 class ModbusWriteParams(TechniqueParams):

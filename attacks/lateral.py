@@ -9,7 +9,6 @@ import simpy
 from pydantic import Field
 
 from attacks.base import Technique, TechniqueParams, service_problems
-from twin.campaign import Outcome, StepContext
 from twin.devices import KINDS
 from twin.devices.base import SERVICE_PORTS
 from twin.errors import Problem
@@ -17,6 +16,7 @@ from twin.faces import ACCOUNT_LOCKED
 from twin.facility import Facility
 from twin.network.transactions import Login
 from twin.schema import StepSpec
+from twin.steps import Outcome, StepContext
 
 RETRY_S = 3.0  # between credential pairs: an operator typing, not a tool
 

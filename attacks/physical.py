@@ -14,12 +14,12 @@ from pydantic import Field, field_validator
 from attacks.base import Technique, TechniqueParams
 from attacks.control import undiscovered, write_registers
 from twin.behaviour import ATTESTATION_INTERVAL
-from twin.campaign import Outcome, StepContext
 from twin.devices import KINDS, Device
 from twin.errors import Problem
 from twin.facility import Facility
 from twin.network.transactions import Transfer
 from twin.schema import StepSpec
+from twin.steps import Outcome, StepContext
 
 # the setpoint a 'bias' implant shifts, per kind: the device's own temperature setpoint
 BIASED = {"vav": "room_setpoint", "ahu": "supply_air_setpoint"}

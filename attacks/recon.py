@@ -11,11 +11,11 @@ import simpy
 from pydantic import Field, field_validator
 
 from attacks.base import Technique, TechniqueParams
-from twin.campaign import Outcome, StepContext
 from twin.errors import Problem
 from twin.facility import Facility
 from twin.network.transactions import ModbusIdentify
 from twin.schema import StepSpec
+from twin.steps import Outcome, StepContext
 
 MAX_HOSTS = 65536
 MODBUS = 502

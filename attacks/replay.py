@@ -11,12 +11,12 @@ from pydantic import Field
 
 from attacks.base import Technique, TechniqueParams
 from attacks.control import register_problems
-from twin.campaign import Outcome, StepContext
 from twin.devices import KINDS
 from twin.errors import Problem
 from twin.facility import Facility
 from twin.network.transactions import ModbusWrite
 from twin.schema import StepSpec
+from twin.steps import Outcome, StepContext
 
 
 class ReplayParams(TechniqueParams):

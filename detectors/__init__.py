@@ -94,7 +94,7 @@ def check_params(cls: type[Detector], params: dict[str, Any]) -> list[Problem]:
     Each value must be of its annotated type (a real boolean: the text "no" is not false),
     finite and within the bounds above; then the detector's own checks run.
     """
-    from twin.scenario import suggest
+    from twin.problems import suggest
 
     allowed = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
     problems = [

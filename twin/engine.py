@@ -12,7 +12,7 @@ import pandas as pd
 import simpy
 
 from twin.behaviour import Behaviour
-from twin.campaign import Campaign, PhysicalChannel
+from twin.campaign import Campaign
 from twin.devices import Device
 from twin.errors import BackendError, SimulationError
 from twin.faces import Faces
@@ -26,6 +26,7 @@ from twin.physics.plant import Plant
 from twin.responses import Action
 from twin.scenario import facility_of
 from twin.schema import ScenarioSpec
+from twin.steps import PhysicalChannel
 from twin.telemetry import PROCESS_COLUMNS, TRUTH_COLUMNS, EventLog, TelemetryBatch, empty
 
 

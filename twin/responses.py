@@ -3,13 +3,31 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
-from twin.devices import KINDS
+from twin.devices import KINDS, Device
 from twin.errors import SimulationError
+from twin.faces import Faces
+from twin.facility import Facility
+from twin.network.base import Network
+from twin.physics.plant import Plant
 
-if TYPE_CHECKING:
-    from twin.engine import Engine
+
+class Engine(Protocol):
+    """What a response acts on: the running twin (twin.engine.Engine is one), described here
+    so responses need not import the engine that applies them."""
+
+    env: Any
+    facility: Facility
+    plant: Plant
+    faces: Faces
+    net: Network
+    golden: Any
+
+    def device(self, name: str) -> Device: ...
+    def evict(self, position: str, how: str) -> bool: ...
+    def evict_ip(self, ip: str) -> None: ...
+
 
 SAFETY_REGISTERS = ("interlock_enable", "alarm_enable", "override_enable")
 
