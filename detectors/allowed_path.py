@@ -1,4 +1,4 @@
-"""Allowed-path behaviour: each device channel's volume and shape per export interval against its warm-up."""
+"""Allowed-path behaviour: each device channel's volume and shape against its warm-up."""
 
 from __future__ import annotations
 
@@ -63,15 +63,16 @@ class AllowedPath(Detector):
 
     A channel is what a device uses to a peer: (device, peer, destination port, app), where
     every peer on the internet or outside the inventory counts as one (a device's own cloud:
-    a new outside address is the allowlist's news; here it is judged as that egress). Per export
-    interval the warm-up teaches each channel seen in at least `min_intervals` intervals the
-    median and spread (MAD, at least `min_spread` in log units) of its upload, download and
-    packets, its bytes per packet and its upload/download ratio. An interval is scored by its
-    largest departure in spreads, counting only values outside the range the warm-up showed
-    (volume only above it): a slow exfiltration over the gateway's own conduit to the cloud
-    uploads far more than its routine, at a ratio it never shows (T0882). Calibrated to
-    `alarms_per_day` on the warm-up's last third; one alert per channel per batch, citing the
-    flows of its departing intervals.
+    a new outside address is the allowlist's news; here it is judged as that egress). Per
+    export interval the warm-up teaches each channel seen in at least `min_intervals`
+    intervals the median and spread (MAD, at least `min_spread` in log units) of its upload,
+    download and packets, its bytes per packet and its upload/download ratio. An interval is
+    scored by its largest departure in spreads, counting only values outside the range the
+    warm-up showed (volume only above it; shape only while both sides talk, since a peer that
+    stopped answering is device_health's news): a slow exfiltration over the gateway's own
+    conduit to the cloud uploads far more than its routine, at a ratio it never shows
+    (T0882). Calibrated to `alarms_per_day` on the warm-up's last third; one alert per
+    channel per batch, citing the flows of its departing intervals.
     """
 
     name = "allowed_path"
@@ -145,28 +146,33 @@ class AllowedPath(Detector):
             return []
         p = self.profile_.reindex(pd.MultiIndex.from_frame(rows[CHANNEL]))
         known = p["med_up"].notna().to_numpy()
-        score = np.zeros(len(rows))
-        for x in FEATURES:
+        # a side gone quiet (a peer that stopped answering) changes the shape too; that is an
+        # availability matter (device_health), so shape counts only while both sides talk
+        quiet = (rows["up"].to_numpy(dtype=float) < p["lo_up"].to_numpy()) | (
+            rows["down"].to_numpy(dtype=float) < p["lo_down"].to_numpy()
+        )
+        z = np.zeros((len(rows), len(FEATURES)))
+        for j, x in enumerate(FEATURES):
             v = rows[x].to_numpy(dtype=float)
             med, spread = p[f"med_{x}"].to_numpy(), p[f"spread_{x}"].to_numpy()
-            above = v > p[f"hi_{x}"].to_numpy()
-            z = np.where(above, (v - med) / spread, 0.0)
+            z[:, j] = np.where(v > p[f"hi_{x}"].to_numpy(), (v - med) / spread, 0.0)
             if x in SHAPE:
                 below = v < p[f"lo_{x}"].to_numpy()
-                z = np.where(below, (med - v) / spread, z)
-            score = np.maximum(score, np.where(known, z, 0.0))
+                z[:, j] = np.where(quiet, 0.0, np.where(below, (med - v) / spread, z[:, j]))
+        z[~known] = 0.0
+        score = z.max(axis=1)
         flow_score = np.where(member >= 0, score[np.maximum(member, 0)], 0.0)
         self.last_scores_ = pd.Series(flow_score, index=f["flow_id"].to_numpy(), dtype=float)
         hot = np.flatnonzero(score > self.threshold_)
         if not len(hot):
             return []
-        return self._alerts(rows, score, hot, p, f, member)
+        return self._alerts(rows, z, hot, p, f, member)
 
     def _alerts(
-        self, rows: pd.DataFrame, score: np.ndarray, hot: np.ndarray, p: pd.DataFrame,
+        self, rows: pd.DataFrame, z: np.ndarray, hot: np.ndarray, p: pd.DataFrame,
         f: pd.DataFrame, member: np.ndarray,
     ) -> list[Alert]:  # fmt: skip
-        out = []
+        out, score = [], z.max(axis=1)
         flow_ids, dst_ips = f["flow_id"].to_numpy(), f["dst_ip"].to_numpy()
         t_export, sent = f["t_export"].to_numpy(), f["bytes"].to_numpy()
         hit = rows.iloc[hot]
@@ -180,16 +186,11 @@ class AllowedPath(Detector):
             idx = g.index.to_numpy()
             cited = np.isin(member, idx)
             worst = int(idx[np.argmax(score[idx])])
-            x = max(
-                FEATURES,
-                key=lambda k: (
-                    abs(rows.at[worst, k] - p[f"med_{k}"].iloc[worst])
-                    / p[f"spread_{k}"].iloc[worst]
-                ),
-            )
+            x = FEATURES[int(np.argmax(z[worst]))]
             dst = str(dst_ips[cited][np.argmax(sent[cited])])  # the peer that took the most
+            to = self.site_.name(dst) if peer != OUTSIDE else dst
             why = (
-                f"{self.site_.name(src)} -> {self.site_.name(dst) if peer != OUTSIDE else dst}:{port}/{app}: "
+                f"{self.site_.name(src)} -> {to}:{port}/{app}: "
                 f"{_describe(x, float(rows.at[worst, x]), float(p[f'med_{x}'].iloc[worst]))} "
                 f"in {len(idx)} interval(s)"
             )
