@@ -43,8 +43,6 @@ def bench_overrides(params: dict[str, Any]) -> dict[str, Any]:
 
 def bench_cell(params: dict[str, Any], shared: Any, workdir: Path) -> dict[str, Any]:
     """One simulation with every detector attached; a row per detector (runs on a worker)."""
-    import shutil
-
     from twin.run import execute
 
     spec = load_scenario(params["scenario"], bench_overrides(params))
@@ -52,9 +50,13 @@ def bench_cell(params: dict[str, Any], shared: Any, workdir: Path) -> dict[str, 
     workdir = workdir.parent / (
         f"{spec.name}-s{params['seed']}" + ("-quiet" if params["attack_free"] else "")
     )
-    if workdir.exists():  # an attempt that died half-way: start clean
-        shutil.rmtree(workdir)
-    result = execute(spec, workdir, source=params["scenario"], counterfactual=False)
+    result = execute(
+        spec,
+        workdir,
+        source=params["scenario"],
+        counterfactual=False,
+        force=True,  # an attempt that died half-way left a twin run: replace it, nothing else
+    )
     if result.summary["status"] != "complete":
         raise RuntimeError(f"run ended {result.summary['status']}: {result.summary['error']}")
     days = result.summary["monitored_s"] / 86400.0

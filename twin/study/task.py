@@ -37,9 +37,13 @@ def run_cell(params: dict[str, Any], shared: Shared, workdir: Path) -> dict[str,
     from twin.telemetry import read_table
 
     spec = scenario_of(params, shared)
-    if workdir.exists():  # an attempt that died half-way: start clean
-        shutil.rmtree(workdir)
-    result = execute(spec, workdir, source=f"study:{params['scenario']}", counterfactual=False)
+    result = execute(
+        spec,
+        workdir,
+        source=f"study:{params['scenario']}",
+        counterfactual=False,
+        force=True,  # an attempt that died half-way left a twin run: replace it, nothing else
+    )
     summary = result.summary
     if summary["status"] != "complete":
         raise RuntimeError(f"run ended {summary['status']}: {summary['error']}")
