@@ -143,6 +143,13 @@ def match_steps(truth: pd.DataFrame, alerts: pd.DataFrame) -> list[list[int]]:
     return out
 
 
+def _f1(recall: float, precision: float, n_steps: int, n_alerts: int) -> float:
+    """F1 of a score: NaN with no steps to find, 0 when steps went unfound or unflagged."""
+    if n_steps and n_alerts and (recall + precision) > 0:
+        return 2 * recall * precision / (recall + precision)
+    return float("nan") if not n_steps else 0.0
+
+
 def score_alerts(
     truth: pd.DataFrame,
     alerts: pd.DataFrame,
@@ -177,10 +184,7 @@ def score_alerts(
     detected = len(first)
     recall = detected / n_steps if n_steps else float("nan")
     precision = n_matched / n_alerts if n_alerts else float("nan")
-    if n_steps and n_alerts and (recall + precision) > 0:
-        f1 = 2 * recall * precision / (recall + precision)
-    else:
-        f1 = float("nan") if not n_steps else 0.0
+    f1 = _f1(recall, precision, n_steps, n_alerts)
     days = monitored_s / 86400.0
     windowed = score_windowed(truth, alerts, monitored_s, detector)
     return DetectorScore(
@@ -247,10 +251,7 @@ def score_windowed(
     n_alerts = len(merged)
     recall = detected / n_steps if n_steps else float("nan")
     precision = matched.sum() / n_alerts if n_alerts else float("nan")
-    if n_steps and n_alerts and (recall + precision) > 0:
-        f1 = 2 * recall * precision / (recall + precision)
-    else:
-        f1 = float("nan") if not n_steps else 0.0
+    f1 = _f1(recall, precision, n_steps, n_alerts)
     days = monitored_s / 86400.0
     return DetectorScore(
         detector=detector,
