@@ -40,6 +40,31 @@ def resolve_scenario(arg: str) -> Path:
     return path
 
 
+OVERRIDES = ("design", "duration", "seed", "warmup")  # what every scenario command overrides
+
+
+def add_scenario_args(parser: Any, *, optional: bool = False, example: str = "6h") -> None:
+    """The scenario argument and the overrides every command that runs one accepts."""
+    parser.add_argument(
+        "scenario",
+        nargs="?" if optional else None,
+        help="scenario file, or the name of a shipped scenario (see: twin list scenarios)",
+    )
+    parser.add_argument("--design", help="segmentation design to use (overrides the scenario)")
+    parser.add_argument(
+        "--duration", help=f"simulated duration, e.g. {example}, 90m (overrides the scenario)"
+    )
+    parser.add_argument("--seed", type=int, help="random seed (overrides the scenario)")
+    parser.add_argument(
+        "--warmup", help="attack-free learning time, e.g. 1h (overrides the scenario)"
+    )
+
+
+def given_overrides(args: Any, *extra: str) -> dict[str, Any]:
+    """The overrides given on the command line (OVERRIDES plus `extra`), by scenario field."""
+    return {k: getattr(args, k) for k in (*OVERRIDES, *extra) if getattr(args, k, None) is not None}
+
+
 def fmt(value: Any, digits: int = 2) -> str:
     if value is None:
         return "-"

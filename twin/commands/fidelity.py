@@ -7,7 +7,14 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
-from twin.commands.common import err, execute_run, out, resolve_scenario
+from twin.commands.common import (
+    add_scenario_args,
+    err,
+    execute_run,
+    given_overrides,
+    out,
+    resolve_scenario,
+)
 from twin.errors import InputError, TwinError
 from twin.rundir import fresh_path
 
@@ -31,13 +38,7 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
         from twin.scenario import load_scenario
 
         path = resolve_scenario(args.scenario)
-        given = {
-            "design": args.design,
-            "duration": args.duration,
-            "warmup": args.warmup,
-            "seed": args.seed,
-        }
-        overrides = {k: v for k, v in given.items() if v is not None}
+        overrides = given_overrides(args)
         speed = {"speed": args.speed} if args.speed is not None else {}
         # both checked before either runs; the emulated run goes first: it is the one
         # that needs root and can fail at once, the modelled one takes seconds
@@ -88,15 +89,7 @@ def register(sub: Any) -> None:
         "physics traces; or, with --compare, compare two finished runs. Writes fidelity.json, "
         "fidelity-devices.csv, fidelity-signals.csv and fidelity.html.",
     )
-    fd.add_argument(
-        "scenario",
-        nargs="?",
-        help="scenario file, or the name of a shipped scenario (see: twin list scenarios)",
-    )
-    fd.add_argument("--design", help="segmentation design to use (overrides the scenario)")
-    fd.add_argument("--seed", type=int, help="random seed (overrides the scenario)")
-    fd.add_argument("--duration", help="simulated duration, e.g. 2h (overrides the scenario)")
-    fd.add_argument("--warmup", help="attack-free learning time, e.g. 1h (overrides the scenario)")
+    add_scenario_args(fd, optional=True, example="2h")
     fd.add_argument(
         "--speed",
         type=float,

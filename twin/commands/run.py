@@ -11,7 +11,15 @@ from typing import Any
 
 from rich.table import Table
 
-from twin.commands.common import err, execute_run, fmt, out, resolve_scenario
+from twin.commands.common import (
+    add_scenario_args,
+    err,
+    execute_run,
+    fmt,
+    given_overrides,
+    out,
+    resolve_scenario,
+)
 from twin.rundir import fresh_path
 
 ORDER = 10
@@ -125,16 +133,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from twin.scenario import late_steps, load_scenario
 
     path = resolve_scenario(args.scenario)
-    overrides = {
-        "design": args.design,
-        "duration": args.duration,
-        "seed": args.seed,
-        "backend": args.backend,
-        "speed": args.speed,
-        "hosts": args.hosts,
-        "warmup": args.warmup,
-    }
-    spec = load_scenario(path, {k: v for k, v in overrides.items() if v is not None})
+    spec = load_scenario(path, given_overrides(args, "backend", "speed", "hosts"))
     if args.out:
         directory = Path(args.out)
     else:  # names are pattern-checked, and a run started in the same second gets its own
@@ -192,17 +191,10 @@ def register(sub: Any) -> None:
         "results directory is locked while the run writes; Ctrl-C or SIGTERM finish the run in "
         "order, keeping what it computed (exit status 130).",
     )
-    r.add_argument(
-        "scenario",
-        help="scenario file, or the name of a shipped scenario (see: twin list scenarios)",
-    )
-    r.add_argument("--design", help="segmentation design to use (overrides the scenario)")
-    r.add_argument("--duration", help="simulated duration, e.g. 6h, 90m (overrides the scenario)")
-    r.add_argument("--seed", type=int, help="random seed (overrides the scenario)")
+    add_scenario_args(r)
     r.add_argument(
         "--backend", choices=["sim", "mininet"], help="network backend (overrides the scenario)"
     )
-    r.add_argument("--warmup", help="attack-free learning time, e.g. 3h (overrides the scenario)")
     r.add_argument(
         "--speed",
         type=float,
