@@ -154,3 +154,15 @@ def test_cli_gates_on_severity_and_writes_json(tmp_path: Path) -> None:
                          "2026-01-12", "--baseline", "30m", "--fail-on", "low", "-q"],
                         capture_output=True, text=True, cwd=ROOT)  # fmt: skip
     assert ok.returncode == 0, ok.stderr + ok.stdout
+
+
+def test_a_scenario_is_audited_through_its_facility() -> None:
+    """`twin audit flagship` audits the facility the flagship runs on, and says which."""
+    cmd = [sys.executable, "-m", "twin.cli", "audit", "--date", "2026-01-12", "--baseline", "0",
+           "--json", "-"]  # fmt: skip
+    by_scenario = subprocess.run([*cmd, "flagship"], capture_output=True, text=True, cwd=ROOT)
+    by_facility = subprocess.run([*cmd, "harbour-dc"], capture_output=True, text=True, cwd=ROOT)
+    assert by_scenario.returncode == 0, by_scenario.stderr
+    assert "is a scenario: auditing its facility" in by_scenario.stderr
+    assert "harbour-dc.yaml" in by_scenario.stderr
+    assert json.loads(by_scenario.stdout) == json.loads(by_facility.stdout)

@@ -114,6 +114,14 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
     assert any("unknown field 'zon' (did you mean 'zone'?)" in m for m in found)
 
 
+def test_a_field_of_another_file_kind_is_not_suggested_as_itself(tmp_path: Path) -> None:
+    """A scenario's `seed` inside a facility is unknown there, with no 'did you mean seed'."""
+    fac = facility()
+    fac["seed"] = 3
+    found = problems(scenario(tmp_path, fac))
+    assert "facility.seed: unknown field 'seed'" in found, found
+
+
 def test_unknown_design_and_technique(tmp_path: Path) -> None:
     """Cross references into the facility and the technique registry are checked."""
     path = scenario(tmp_path, design="zonned")

@@ -169,7 +169,9 @@ def check_facility(raw: Any, prefix: str = "") -> list[Problem]:
             try:
                 kind.params.model_validate(params)
             except ValidationError as exc:
-                problems.extend(pydantic_problems(exc, join(prefix, f"devices[{i}].params")))
+                problems.extend(
+                    pydantic_problems(exc, join(prefix, f"devices[{i}].params"), kind.params)
+                )
                 continue  # references are checked on parameters that typed cleanly
             for key, value in params.items():  # a band is (low, high)
                 if "band" in key and isinstance(value, list | tuple) and len(value) == 2:
@@ -249,7 +251,7 @@ def parse_facility(raw: Any, prefix: str = "") -> tuple[FacilitySpec | None, lis
     try:
         spec = FacilitySpec.model_validate(raw)
     except ValidationError as exc:
-        problems.extend(pydantic_problems(exc, prefix))
+        problems.extend(pydantic_problems(exc, prefix, FacilitySpec))
     problems.extend(check_facility(raw, prefix))
     problems = [p for p in problems if p.path not in non_finite or p is non_finite[p.path]]
     return (spec if not problems else None), problems

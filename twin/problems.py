@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import typing
 from collections.abc import Iterable
 from typing import Any
 
@@ -20,14 +21,44 @@ def _vocabulary() -> list[str]:
     words: set[str] = set()
     for model in vars(schema).values():
         if isinstance(model, type) and issubclass(model, BaseModel):
-            for name, info in model.model_fields.items():
-                words.add(info.alias or name)
+            words.update(_names(model))
     return sorted(words)
+
+
+def _names(model: type[BaseModel]) -> list[str]:
+    return [info.alias or name for name, info in model.model_fields.items()]
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The one model an annotation holds (through Optional, list and dict), if exactly one."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    found = {m for arg in typing.get_args(annotation) if (m := _model_in(arg)) is not None}
+    return found.pop() if len(found) == 1 else None
+
+
+def fields_at(root: type[BaseModel] | None, loc: list[Any]) -> list[str]:
+    """The field names valid where `loc` points (its last part is the unknown field).
+
+    Walks the models from `root`; where the walk cannot tell (a union of models, free-form
+    data), every field name the schema knows, so a suggestion is still offered.
+    """
+    model = root
+    for part in loc[:-1]:
+        if model is None:
+            break
+        if isinstance(part, int) or part not in model.model_fields:
+            continue  # an index into a list or a key of a dict of models: same model
+        model = _model_in(model.model_fields[str(part)].annotation)
+    return _names(model) if model is not None else _vocabulary()
 
 
 def suggest(word: str, choices: Iterable[str]) -> str:
     """' (did you mean 'x'?)' when a close match exists, else ''."""
-    close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
+    # never the word itself: a field valid elsewhere (a scenario's `seed` in a facility file)
+    # is not a typo of itself
+    others = [c for c in choices if c != word]
+    close = difflib.get_close_matches(str(word), others, n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
@@ -49,15 +80,17 @@ def join(prefix: str, path: str) -> str:
     return f"{prefix}{path}" if path.startswith("[") else f"{prefix}.{path}"
 
 
-def pydantic_problems(exc: ValidationError, prefix: str = "") -> list[Problem]:
-    vocabulary = _vocabulary()
+def pydantic_problems(
+    exc: ValidationError, prefix: str = "", model: type[BaseModel] | None = None
+) -> list[Problem]:
+    """Pydantic's errors as located problems; `model` (what was validated) sharpens suggestions."""
     problems = []
     for err in exc.errors():
         loc = list(err["loc"])
         kind = err["type"]
         if kind == "extra_forbidden":
             name = str(loc[-1])
-            msg = f"unknown field {name!r}{suggest(name, vocabulary)}"
+            msg = f"unknown field {name!r}{suggest(name, fields_at(model, loc))}"
         elif kind == "missing":
             msg = "required field is missing"
         elif kind == "string_pattern_mismatch" and err.get("ctx", {}).get("pattern") == schema.NAME:

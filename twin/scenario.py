@@ -143,7 +143,7 @@ def _check_campaign(
             try:
                 params = technique.params.model_validate(step.params)
             except ValidationError as exc:
-                problems.extend(pydantic_problems(exc, f"{path}.params"))
+                problems.extend(pydantic_problems(exc, f"{path}.params", technique.params))
             else:
                 for p in technique.check(step, params, site):
                     problems.append(Problem(join(path, p.path), p.message))
@@ -311,7 +311,7 @@ def parse_scenario(
     try:
         spec = ScenarioSpec.model_validate(scenario_raw)
     except ValidationError as exc:
-        problems.extend(pydantic_problems(exc))
+        problems.extend(pydantic_problems(exc, model=ScenarioSpec))
 
     problems.extend(_check_detectors(raw.get("detectors"), raw.get("backend", "sim")))
     if spec is not None:

@@ -16,12 +16,38 @@ from twin.commands.common import SCENARIOS, err, out
 ORDER = 50
 
 
-def resolve_facility(arg: str) -> Path:
+def resolve_facility(arg: str, quiet: bool = False) -> Path:
+    """The facility file to audit: `arg`, a shipped facility's name, or a scenario's facility.
+
+    A scenario (a file, or a shipped scenario's name) names the facility it runs on, so
+    `twin audit flagship` audits the flagship's facility, and says so.
+    """
+    from twin.commands.common import resolve_scenario
+    from twin.loader import load_yaml
+
     path = Path(arg)
-    if path.exists() or path.suffix in (".yaml", ".yml"):
-        return path
-    shipped = SCENARIOS / "facilities" / f"{arg}.yaml"
-    return shipped if shipped.exists() else path
+    if not (path.exists() or path.suffix in (".yaml", ".yml")):
+        shipped = SCENARIOS / "facilities" / f"{arg}.yaml"
+        if shipped.exists():
+            return shipped
+        path = resolve_scenario(arg)
+    if not path.is_file():
+        return path  # the loader names what is wrong with it
+    raw = load_yaml(path, "facility file")
+    named = raw.get("facility") if isinstance(raw, dict) else None
+    if isinstance(named, str):  # a scenario: its facility file sits relative to it
+        facility = (path.parent / named).resolve()
+        if not quiet:
+            err.print(f"{path} is a scenario: auditing its facility {facility}", markup=False)
+        return facility
+    if isinstance(named, dict):
+        from twin.errors import InputError
+
+        raise InputError(
+            f"{path} is a scenario with its facility written inline: "
+            "move the facility to a file of its own to audit it"
+        )
+    return path
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
@@ -31,7 +57,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from twin.scenario import load_facility
     from twin.schema import parse_duration
 
-    path = resolve_facility(args.facility)
+    path = resolve_facility(args.facility, args.quiet)
     spec = load_facility(path)
     raw = load_yaml(path, "facility file")
     try:

@@ -137,7 +137,7 @@ def load_study(path: str | Path) -> Study:
     try:
         spec = StudySpec.model_validate(raw)
     except ValidationError as exc:
-        problems.extend(pydantic_problems(exc))
+        problems.extend(pydantic_problems(exc, model=StudySpec))
         # check the rest too, with the broken fields left at their defaults
         broken = {e["loc"][0] for e in exc.errors() if e["loc"]}
         try:
