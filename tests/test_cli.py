@@ -85,3 +85,25 @@ def test_bad_override_exits_2(tmp_path: Path) -> None:
     proc = twin("run", "flagship", "--duration=-1h", "--out", str(tmp_path / "x"))
     assert proc.returncode == 2
     assert "duration: must be positive" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_unknown_holdout_facility_is_refused_before_any_run(tmp_path: Path) -> None:
+    """`twin bench --holdout-facility` with a name no scenario runs on: exit 2 naming the
+    facilities there are, and no bench directory is started."""
+    out = tmp_path / "bench"
+    proc = twin("bench", "--holdout-facility", "harbour-cd", "--seeds", "1", "--out", str(out))
+    assert proc.returncode == 2, proc.stderr
+    assert "harbour-cd" in proc.stderr and "harbour-dc" in proc.stderr
+    assert not out.exists()
+
+
+def test_holdout_facility_adds_its_held_out_files() -> None:
+    """Without --scenarios, the held-out facility's own files join the library's."""
+    from twin.commands.bench import HOLDOUT, holdout_paths
+    from twin.commands.common import shipped_scenarios
+
+    library = list(shipped_scenarios().values())
+    paths = holdout_paths(library, "holdout-labs", given=False)
+    added = set(paths) - set(library)
+    assert added and all(p.parent == HOLDOUT and p.stem.startswith("holdout-labs") for p in added)
+    assert holdout_paths(library, "harbour-dc", given=False) == library

@@ -9,10 +9,19 @@ from typing import Any
 
 from rich.table import Table
 
-from twin.commands.common import err, fmt, names, out, resolve_scenario, shipped_scenarios
+from twin.commands.common import (
+    SCENARIOS,
+    err,
+    fmt,
+    names,
+    out,
+    resolve_scenario,
+    shipped_scenarios,
+)
 from twin.commands.study import add_executor_options, cluster_of, progress_bar
 
 ORDER = 40
+HOLDOUT = SCENARIOS / "holdout"  # held-out chains: outside the library, scored on request
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -26,6 +35,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if missing:
         err.print(f"no such scenario: {', '.join(missing)} (see: twin list scenarios)")
         return 2
+    if args.holdout_facility:  # checked before any run: a typo must not cost the whole bench
+        paths = holdout_paths(paths, args.holdout_facility, given=bool(args.scenarios))
     # detectors that read packet captures need the emulated network's
     detectors = names(args.detectors) or sorted(
         n for n in REGISTRY if args.backend == "mininet" or not REGISTRY[n].needs_captures
@@ -75,6 +86,26 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print_lofo(out_dir)
         out.print(f"results: {out_dir} (leaderboard.parquet/.csv/.html, per_run, runs/)")
     return 0
+
+
+def holdout_paths(paths: list[Path], facility: str, given: bool) -> list[Path]:
+    """The scenarios for `--holdout-facility`: those given, or the library plus the held-out
+    files (scenarios/holdout/) that run on that facility; an error if none runs on it."""
+    from twin.errors import InputError
+    from twin.scenario import facility_of, load_scenario
+
+    def site(path: Path) -> str:
+        return facility_of(load_scenario(path)).name
+
+    if not given:
+        paths = paths + [p for p in sorted(HOLDOUT.glob("*.yaml")) if site(p) == facility]
+    sites = {site(p) for p in paths}
+    if facility not in sites:
+        raise InputError(
+            f"--holdout-facility {facility}: no scenario runs on it; "
+            f"the scenarios' facilities: {', '.join(sorted(sites))}"
+        )
+    return paths
 
 
 def print_lofo(out_dir: Path) -> None:
@@ -133,7 +164,8 @@ def register(sub: Any) -> None:
     b.add_argument(
         "--holdout-facility",
         metavar="NAME",
-        help="choose the ensemble's members on the other facilities, score it on this one",
+        help="choose the ensemble's members on the other facilities, score it on this one "
+        "(without --scenarios: the library plus the held-out files of that facility)",
     )
     b.add_argument("--out", metavar="DIR", help="results directory (default runs/bench-<time>)")
     b.add_argument("-q", "--quiet", action="store_true")
