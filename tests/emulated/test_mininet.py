@@ -88,6 +88,20 @@ def test_an_unwritable_topology_file_is_refused_as_bad_input(tmp_path: Path) -> 
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_file_twin_topo_did_not_write_is_never_replaced(tmp_path: Path) -> None:
+    """An existing file of the user's: exit 2 and it is left as it was; a topology the
+    command wrote before is rewritten in place."""
+    mine = tmp_path / "notes.py"
+    mine.write_text("keep me\n")
+    assert cli_main(["topo", "flagship", "-o", str(mine)]) == 2
+    assert mine.read_text() == "keep me\n"
+    topo = tmp_path / "facility_topo.py"
+    assert cli_main(["topo", "flagship", "-o", str(topo)]) == 0
+    assert cli_main(["topo", "flagship", "--design", "zoned", "-o", str(topo)]) == 0
+    assert "design 'zoned'" in topo.read_text().splitlines()[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["facility_topo.py", "notes.py"]
+
+
 @emulated
 @pytest.mark.skipif(MN is None, reason="no mn (Debian package mininet)")
 def test_mn_opens_the_written_file_on_its_own(tmp_path: Path) -> None:

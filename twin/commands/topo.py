@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from twin.errors import InputError
 
 ORDER = 75
 
+MARK = "(written by `twin topo`)"  # on the first line: what may be replaced
 HEADER = '''"""{facility} under design {design!r}, as a Mininet topology (written by `twin topo`).
 
 Open it on its own with Mininet (root):
@@ -54,6 +56,16 @@ def topology_file(plan: dict[str, Any], name: str) -> str:
     )
 
 
+def written_by_us(path: Path) -> bool:
+    """Whether `path` is a topology file this command wrote (its first line says so)."""
+    try:
+        with path.open(encoding="utf-8", errors="replace") as f:
+            first = f.readline(500)
+    except OSError:
+        return False
+    return first.startswith('"""') and MARK in first
+
+
 def cmd_topo(args: argparse.Namespace) -> int:
     from twin.facility import Facility
     from twin.network.emulated.topology import plan_of
@@ -71,7 +83,15 @@ def cmd_topo(args: argparse.Namespace) -> int:
     try:
         if target.is_dir():
             raise InputError(f"{target} is a directory; give a file name for the topology")
-        target.write_text(topology_file(plan, target.name), encoding="utf-8")
+        if target.exists() and not written_by_us(target):
+            raise InputError(
+                f"{target} exists and is not a topology twin topo wrote: "
+                "give a new file name (twin topo never replaces other files)"
+            )
+        # whole or not at all: a topology cut short would not open in mn
+        part = target.with_name(target.name + ".part")
+        part.write_text(topology_file(plan, target.name), encoding="utf-8")
+        os.replace(part, target)
     except ValueError:  # a NUL byte in the path
         raise InputError(f"not a valid file path: {args.output!r}") from None
     except OSError as exc:
