@@ -7,7 +7,7 @@ from typing import Self
 import numpy as np
 import pandas as pd
 
-from detectors.base import Detector, SiteView, calibrate
+from detectors.base import Detector, SiteView, calibrate, flow_codes
 from twin import evidence
 from twin.telemetry import Alert, TelemetryBatch
 
@@ -26,35 +26,48 @@ def intervals(flows: pd.DataFrame, devices: set[str]) -> tuple[pd.DataFrame, np.
     and for each input flow the row it went into (-1: not a device's channel).
 
     `devices` are the site's own addresses (not those on the internet); any other
-    destination is OUTSIDE."""
+    destination is OUTSIDE. Rows come in the order their channels first appear."""
     rows = np.full(len(flows), -1, dtype=np.int64)
-    keep = (~flows["blocked"].to_numpy(dtype=bool)) & flows["src_ip"].isin(devices).to_numpy()
-    f = flows[keep]
-    if f.empty:
+    codes = flow_codes(flows)
+    ours = np.array([ip in devices for ip in codes.ips.tolist()], dtype=bool)
+    keep = (
+        np.flatnonzero(~flows["blocked"].to_numpy(dtype=bool) & ours[codes.src])
+        if len(flows)
+        else rows
+    )
+    if not len(keep):
         return pd.DataFrame(columns=[*CHANNEL, "t_export", *FEATURES]), rows
-    dst = f["dst_ip"]
-    uniq = dst.unique()
-    peer = dst.map({ip: ip if ip in devices else OUTSIDE for ip in uniq})
-    keys = pd.DataFrame({
-        "src_ip": f["src_ip"].to_numpy(), "peer": peer.to_numpy(),
-        "dst_port": f["dst_port"].to_numpy(), "app": f["app"].to_numpy(),
-        "t_export": f["t_export"].to_numpy(),
+    outside = len(codes.ips)
+    peer = np.where(ours[codes.dst[keep]], codes.dst[keep], outside)
+    app_code, apps = pd.factorize(flows["app"].take(keep))
+    times, t_code = np.unique(codes.t[keep], return_inverse=True)
+    key = np.zeros(len(keep), dtype=np.int64)
+    for part, size in ((codes.src[keep], outside), (peer, outside + 1),
+                       (codes.port[keep], 65536), (app_code, len(apps) + 1), (t_code, len(times))):  # fmt: skip
+        if int(key.max(initial=0)) >= (1 << 62) // (size + 1):
+            key = np.unique(key, return_inverse=True)[1].astype(np.int64)
+        key = key * (size + 1) + part + 1
+    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    rank = np.empty(len(first), dtype=np.int64)
+    rank[np.argsort(first, kind="stable")] = np.arange(len(first))
+    group, n = rank[inverse], len(first)
+    head = keep[np.sort(first)]  # each channel-interval's first flow, in order of appearance
+    peers = np.append(codes.ips, OUTSIDE)[peer[np.sort(first)]]
+    out = pd.DataFrame({
+        "src_ip": codes.ips[codes.src[head]], "peer": peers,
+        "dst_port": flows["dst_port"].to_numpy()[head], "app": flows["app"].to_numpy()[head],
+        "t_export": codes.t[head],
     })  # fmt: skip
-    group = keys.groupby([*CHANNEL, "t_export"], sort=False, observed=True).ngroup().to_numpy()
-    n = int(group.max()) + 1
-    first = np.full(n, len(group), dtype=np.int64)
-    np.minimum.at(first, group, np.arange(len(group)))
-    out = keys.iloc[first].reset_index(drop=True)
-    up = np.bincount(group, f["bytes"].to_numpy(dtype=float), n)
-    down = np.bincount(group, f["bytes_rev"].to_numpy(dtype=float), n)
-    packets = np.bincount(group, f["packets"].to_numpy(dtype=float), n)
-    back = np.bincount(group, f["packets_rev"].to_numpy(dtype=float), n)
+    up = np.bincount(group, flows["bytes"].to_numpy(dtype=float)[keep], n)
+    down = np.bincount(group, flows["bytes_rev"].to_numpy(dtype=float)[keep], n)
+    packets = np.bincount(group, flows["packets"].to_numpy(dtype=float)[keep], n)
+    back = np.bincount(group, flows["packets_rev"].to_numpy(dtype=float)[keep], n)
     out["up"] = np.log1p(up)
     out["down"] = np.log1p(down)
     out["packets"] = np.log1p(packets)
     out["per_packet"] = np.log((up + down + 1.0) / (packets + back + 1.0))
     out["ratio"] = np.log((up + 1.0) / (down + 1.0))
-    rows[np.flatnonzero(keep)] = group
+    rows[keep] = group
     return out, rows
 
 
@@ -109,6 +122,12 @@ class AllowedPath(Detector):
         self.devices_ = {d.ip for d in site.facility.devices if d.zone not in internet}
         rows, _ = intervals(baseline.flows, self.devices_)
         self.profile_ = self._learn(rows)
+        # a channel's profile row by its key, and the rows with one of NaN (an unknown channel)
+        # after them: a batch looks its channels up in a dict, not by reindexing on strings
+        self.where_ = {key: i for i, key in enumerate(self.profile_.index.tolist())}
+        self.values_ = np.vstack(
+            [self.profile_.to_numpy(dtype=float), np.full((1, self.profile_.shape[1]), np.nan)]
+        )
         self.threshold_ = self.threshold
         self.threshold_ = calibrate(self, baseline, site)
         self.last_scores_ = pd.Series(dtype=float)
@@ -144,7 +163,10 @@ class AllowedPath(Detector):
         rows, member = intervals(f, self.devices_)
         if rows.empty:
             return []
-        p = self.profile_.reindex(pd.MultiIndex.from_frame(rows[CHANNEL]))
+        unknown = len(self.values_) - 1
+        channels = zip(*(rows[c].tolist() for c in CHANNEL), strict=True)
+        pos = [self.where_.get(k, unknown) for k in channels]
+        p = pd.DataFrame(self.values_[pos], columns=self.profile_.columns)
         known = p["med_up"].notna().to_numpy()
         # a side gone quiet (a peer that stopped answering) changes the shape too; that is an
         # availability matter (device_health), so shape counts only while both sides talk

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Self
 
+import numpy as np
 import pandas as pd
 
-from detectors.base import Detector, SiteView, cite, first_seen, summarise
+from detectors.base import Detector, FlowCodes, SiteView, cite, flow_codes, summarise
 from twin import evidence
 from twin.telemetry import Alert, TelemetryBatch
 
@@ -96,19 +97,6 @@ class Allowlist(Detector):
         who = {ip: self._who(ip) for ip in pd.unique(pd.concat([frame["src_ip"], frame["dst_ip"]]))}
         return frame.assign(src=frame["src_ip"].map(who), dst=frame["dst_ip"].map(who))
 
-    def _fc_pairs(self, flows: pd.DataFrame) -> pd.DataFrame:
-        """(src_ip, dst_ip, fc, t_export) per function code, splitting each distinct set once."""
-        m = flows[flows["modbus_fc_set"].str.len() > 0]
-        if m.empty:
-            return pd.DataFrame(columns=["src_ip", "dst_ip", "fc", "t_export"])
-        # the same few sets recur on every poll: explode distinct rows only
-        m = (
-            m.groupby(["src_ip", "dst_ip", "modbus_fc_set"], sort=False, observed=True)["t_export"]
-            .min()
-            .reset_index()
-        )
-        return _fc_pairs(m)
-
     def fit(self, baseline: TelemetryBatch, site: SiteView) -> Self:
         self.site_ = site
         self.who_: dict[str, str] = {}
@@ -130,57 +118,87 @@ class Allowlist(Detector):
             return []
         site = self.site_
         alerts: list[Alert] = []
-        paths = self._keyed(first_seen(f, ["src_ip", "dst_ip", "dst_port"]))
+        codes = flow_codes(f)
+        ips = codes.ips
+        who = [self._who(ip) for ip in ips]
+        # each distinct path once, in (src_ip, dst_ip, dst_port) order: the codes sort so
+        path = codes.path()
+        uniq, first, inverse = np.unique(path, return_index=True, return_inverse=True)
+        when = np.full(len(uniq), np.inf)
+        np.minimum.at(when, inverse, codes.t)
+        src, dst, port = codes.src[first], codes.dst[first], codes.port[first]
         known = self.paths_
-        keys = zip(
-            paths["src"].tolist(), paths["dst"].tolist(), paths["dst_port"].tolist(), strict=True
-        )
-        ips = zip(paths["src_ip"].tolist(), paths["dst_ip"].tolist(), strict=True)
-        new = paths[
+        new = np.flatnonzero(
             [
-                k not in known and not self._documented(s, d, int(k[2]))
-                for k, (s, d) in zip(keys, ips, strict=True)
+                (who[s], who[d], p) not in known and not self._documented(ips[s], ips[d], p)
+                for s, d, p in zip(src.tolist(), dst.tolist(), port.tolist(), strict=True)
             ]
-        ]
-        for src, g in new.groupby("src_ip", sort=True):
-            dsts = list(dict.fromkeys(g["dst_ip"]))
-            d = site.device(src) or (site.device(dsts[0]) if len(dsts) == 1 else None)
-            said = [f"{site.name(x)}:{p}" for x, p in zip(g["dst_ip"], g["dst_port"], strict=True)]
+        )
+        for s in dict.fromkeys(src[new].tolist()):
+            g = new[src[new] == s]
+            source = str(ips[s])
+            dsts = [str(ips[d]) for d in dict.fromkeys(dst[g].tolist())]
+            owner = site.device(source) or (site.device(dsts[0]) if len(dsts) == 1 else None)
+            said = [f"{site.name(str(ips[x]))}:{p}" for x, p in zip(dst[g], port[g], strict=True)]
             alerts.append(Alert(
-                float(g["t"].min()), self.name, "medium", d.name if d else src, src,
+                float(when[g].min()), self.name, "medium", owner.name if owner else source, source,
                 dsts[0] if len(dsts) == 1 else "", "T0886",
-                f"{len(said)} new path{'s' if len(said) > 1 else ''} from {site.name(src)}: {summarise(said)}",
-                evidence=cite(f, src_ip=src, dst_ip=dsts, dst_port=set(g["dst_port"])),
+                f"{len(said)} new path{'s' if len(said) > 1 else ''} from {site.name(source)}: {summarise(said)}",
+                evidence=cite(f, src_ip=source, dst_ip=dsts, dst_port=set(port[g].tolist())),
             ))  # fmt: skip
         if self.check_functions:
-            fcs = self._keyed(first_seen(self._fc_pairs(f), ["src_ip", "dst_ip", "fc"]))
-            seen = self.functions_
-            novel = fcs[
-                [
-                    k not in seen
-                    for k in zip(
-                        fcs["src"].tolist(), fcs["dst"].tolist(), fcs["fc"].tolist(), strict=True
-                    )
-                ]
+            novel = [
+                (s, d, fc, t)
+                for s, d, fc, t in self._functions(f, codes)
+                if (who[s], who[d], fc) not in self.functions_
             ]
-            for r in novel.itertuples():
-                write = int(r.fc) in WRITE_FUNCTIONS
-                recon = int(r.fc) in RECON_FUNCTIONS
-                if not write and not recon and (r.src, r.dst) not in self.pairs_:
+            for s, d, fc, t in novel:
+                source, target = str(ips[s]), str(ips[d])
+                write = int(fc) in WRITE_FUNCTIONS
+                recon = int(fc) in RECON_FUNCTIONS
+                if not write and not recon and (who[s], who[d]) not in self.pairs_:
                     continue  # a read on a new path: the path alert above covers it
-                engineer = site.role(r.src_ip) == "engineering"
-                if write and engineer and self._documented(r.src_ip, r.dst_ip, 502):
+                engineer = site.role(source) == "engineering"
+                if write and engineer and self._documented(source, target, 502):
                     continue  # an engineer writing on a documented conduit is their job
-                d = site.device(r.src_ip) or site.device(r.dst_ip)
+                dev = site.device(source) or site.device(target)
                 alerts.append(Alert(
-                    float(r.t), self.name, "high" if write else "medium", d.name if d else r.src_ip,
-                    r.src_ip, r.dst_ip, "T0836" if write else "T0888",
-                    f"new Modbus function {r.fc} from {site.name(r.src_ip)} to {site.name(r.dst_ip)}",
-                    evidence=_cite_function(f, r.src_ip, r.dst_ip, str(r.fc)),
+                    t, self.name, "high" if write else "medium", dev.name if dev else source,
+                    source, target, "T0836" if write else "T0888",
+                    f"new Modbus function {fc} from {site.name(source)} to {site.name(target)}",
+                    evidence=_cite_function(f, source, target, fc),
                 ))  # fmt: skip
             if self.learn_online:
-                self.functions_.update((r.src, r.dst, r.fc) for r in novel.itertuples())
+                self.functions_.update((who[s], who[d], fc) for s, d, fc, _ in novel)
         if self.learn_online:
-            self.paths_.update((r.src, r.dst, r.dst_port) for r in new.itertuples())
-            self.pairs_.update((r.src, r.dst) for r in new.itertuples())
+            for s, d, p in zip(
+                src[new].tolist(), dst[new].tolist(), port[new].tolist(), strict=True
+            ):
+                self.paths_.add((who[s], who[d], p))
+                self.pairs_.add((who[s], who[d]))
         return alerts
+
+    def _functions(self, f: pd.DataFrame, codes: FlowCodes) -> list[tuple[int, int, str, float]]:
+        """(src code, dst code, function code, first export) per function seen on each pair,
+        in (src_ip, dst_ip, function) order; each distinct function set is split once."""
+        fc_code, fc_sets = pd.factorize(f["modbus_fc_set"], sort=True)
+        sets = [str(x) for x in fc_sets]
+        functions = sorted({fc for x in sets if x for fc in x.split(",")})
+        if not functions:
+            return []
+        carries = np.zeros((len(sets) + 1, len(functions)), dtype=bool)  # last row: missing
+        for i, x in enumerate(sets):
+            for fc in x.split(",") if x else ():
+                carries[i, functions.index(fc)] = True
+        pair = codes.src * len(codes.ips) + codes.dst
+        row, fn = np.nonzero(carries[fc_code])
+        key = pair[row] * len(functions) + fn
+        uniq, inverse = np.unique(key, return_inverse=True)
+        when = np.full(len(uniq), np.inf)
+        np.minimum.at(when, inverse, codes.t[row])
+        pairs, fns = np.divmod(uniq, len(functions))
+        s, d = np.divmod(pairs, len(codes.ips))
+        return [
+            (a, b, functions[c], t)
+            for a, b, c, t in zip(s.tolist(), d.tolist(), fns.tolist(), when.tolist(), strict=True)
+        ]

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Self
 
+import numpy as np
 import pandas as pd
 
-from detectors.base import Detector, SiteView, cite, first_seen, summarise
+from detectors.base import Detector, SiteView, cite, first_seen, flow_codes, summarise
 from twin.telemetry import Alert, TelemetryBatch
 
 WRITER_ROLES = frozenset({"engineering"})
@@ -54,50 +55,58 @@ class ConduitPolicy(Detector):
         site = self.site_
         alerts: list[Alert] = []
 
-        denied = f[f["blocked"]]
-        held = self.site_.policy.quarantined  # the SOC's own containment: denials it expects
-        if held and not denied.empty:
-            denied = denied[~(denied["src_ip"].isin(held) | denied["dst_ip"].isin(held))]
-        alerts += self._grouped(denied, "medium", "T0886", "denied by the firewall")
+        codes = flow_codes(f)
+        blocked = f["blocked"].to_numpy(dtype=bool)
+        if blocked.any():
+            denied = f[blocked]
+            held = self.site_.policy.quarantined  # the SOC's own containment: denials it expects
+            if held:
+                denied = denied[~(denied["src_ip"].isin(held) | denied["dst_ip"].isin(held))]
+            alerts += self._grouped(denied, "medium", "T0886", "denied by the firewall")
 
-        allowed = f[~f["blocked"]]
-        paths = allowed[["src_ip", "dst_ip", "dst_port"]].drop_duplicates()
+        # each distinct allowed path is judged once, on integer keys
+        path = codes.path()
+        allowed_path = path[~blocked]
+        uniq, first = np.unique(allowed_path, return_index=True)
+        rows = np.flatnonzero(~blocked)[first]
+        ips = codes.ips
         undocumented = [
-            not self._documented(s, d, int(p)) for s, d, p in paths.itertuples(index=False)
+            not self._documented(ips[s], ips[d], int(p))
+            for s, d, p in zip(codes.src[rows], codes.dst[rows], codes.port[rows], strict=True)
         ]
-        bad = paths[undocumented]
-        if not bad.empty:
-            hits = allowed.merge(bad, on=["src_ip", "dst_ip", "dst_port"])
+        bad = uniq[np.array(undocumented, dtype=bool)] if len(uniq) else uniq
+        if len(bad):
+            hits = f[~blocked & np.isin(path, bad)]
             alerts += self._grouped(hits, "medium", "T0886", "no conduit allows")
 
         if self.check_writes:
-            writes = f[f["modbus_writes"] > 0]
-            if not writes.empty:
-                roles = writes["src_ip"].map(
-                    {ip: site.role(ip) for ip in writes["src_ip"].unique()}
-                )
-                rogue = writes[~roles.isin(WRITER_ROLES)]
-                for row in first_seen(rogue, ["src_ip", "dst_ip"]).itertuples():
-                    alerts.append(self._alert(
-                        float(row.t), "high", "T0836", row.src_ip, row.dst_ip,
-                        f"Modbus write from non-engineering host {site.name(row.src_ip)} to {site.name(row.dst_ip)}",
-                        cite(rogue, src_ip=row.src_ip, dst_ip=row.dst_ip),
-                    ))  # fmt: skip
+            wrote = f["modbus_writes"].to_numpy() > 0
+            if wrote.any():
+                writers = np.unique(codes.src[wrote])
+                rogue_src = writers[[site.role(ips[s]) not in WRITER_ROLES for s in writers]]
+                if len(rogue_src):
+                    rogue = f[wrote & np.isin(codes.src, rogue_src)]
+                    for row in first_seen(rogue, ["src_ip", "dst_ip"]).itertuples():
+                        alerts.append(self._alert(
+                            float(row.t), "high", "T0836", row.src_ip, row.dst_ip,
+                            f"Modbus write from non-engineering host {site.name(row.src_ip)} to {site.name(row.dst_ip)}",
+                            cite(rogue, src_ip=row.src_ip, dst_ip=row.dst_ip),
+                        ))  # fmt: skip
 
         # a scan is many probe-like flows (a SYN or two, at most one packet back); fan-out
         # over real sessions, such as a BMS polling fifty controllers, is not
-        probes = f[(f["packets"] <= PROBE_PACKETS) & (f["packets_rev"] <= 1)]
-        pairs = probes[["src_ip", "dst_ip", "dst_port", "t_export"]].drop_duplicates(
-            ["src_ip", "dst_ip", "dst_port"]
-        )
-        fanout = pairs.groupby("src_ip", observed=True).agg(
-            pairs=("dst_port", "size"), hosts=("dst_ip", "nunique"), t=("t_export", "min")
-        )
-        for src, info in fanout[fanout["pairs"] >= self.scan_threshold].iterrows():
+        probe = (f["packets"].to_numpy() <= PROBE_PACKETS) & (f["packets_rev"].to_numpy() <= 1)
+        pairs = np.unique(path[probe])
+        per_src = pairs // 65536 // len(ips)
+        counted = np.bincount(per_src, minlength=len(ips)) if len(pairs) else np.zeros(0, int)
+        for s in np.flatnonzero(counted >= self.scan_threshold):
+            src = str(ips[s])
+            mine = probe & (codes.src == s)
+            hosts = len(np.unique(codes.dst[mine]))
             alerts.append(self._alert(
-                float(info["t"]), "high", "T0846", str(src), "",
-                f"scan: {site.name(str(src))} touched {int(info['pairs'])} address/port pairs on {int(info['hosts'])} hosts",
-                cite(probes, src_ip=str(src)),
+                float(codes.t[mine].min()), "high", "T0846", src, "",
+                f"scan: {site.name(src)} touched {int(counted[s])} address/port pairs on {hosts} hosts",
+                cite(f[probe], src_ip=src),
             ))  # fmt: skip
         return alerts
 

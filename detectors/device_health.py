@@ -7,7 +7,7 @@ from typing import Self
 import numpy as np
 import pandas as pd
 
-from detectors.base import Detector, SiteView
+from detectors.base import Detector, SiteView, flow_codes
 from twin import evidence
 from twin.telemetry import Alert, TelemetryBatch
 
@@ -103,11 +103,16 @@ class DeviceHealth(Detector):
     def _stale(self, process: pd.DataFrame) -> list[Alert]:
         if process.empty or not self.names_:
             return []
-        p = process[process["signal"].isin(self.names_)]
-        if p.empty:
+        # each distinct signal name is looked up once, not each of its samples
+        code, names = pd.factorize(process["signal"])
+        lookup = np.array([self.index_.get(n, -1) for n in names.tolist()] + [-1], dtype=np.int64)
+        idx = lookup[code]
+        mine = idx >= 0
+        if not mine.any():
             return []
-        idx = p["signal"].map(self.index_).to_numpy(dtype=np.int64)
-        t, v = p["t"].to_numpy(dtype=float), p["reported"].to_numpy(dtype=float)
+        idx = idx[mine]
+        t = process["t"].to_numpy(dtype=float)[mine]
+        v = process["reported"].to_numpy(dtype=float)[mine]
         order = np.lexsort((t, idx))
         idx, t, v = idx[order], t[order], v[order]
         first = np.r_[True, idx[1:] != idx[:-1]]
@@ -165,15 +170,27 @@ class DeviceHealth(Detector):
     def _unanswered(self, f: pd.DataFrame) -> list[Alert]:
         if f.empty or not self.polled_:
             return []
-        polls = f[(f["dst_port"] == MODBUS_PORT) & ~f["blocked"] & (f["packets"] > 0)]
-        if polls.empty:
+        codes = flow_codes(f)
+        poll = (
+            (codes.port == MODBUS_PORT)
+            & ~f["blocked"].to_numpy(dtype=bool)
+            & (f["packets"].to_numpy() > 0)
+        )
+        # the polling paths the warm-up saw answered, judged once per distinct pair
+        pair = codes.src * len(codes.ips) + codes.dst
+        pairs = np.unique(pair[poll])
+        ips = codes.ips
+        watched = pairs[
+            np.array([(ips[p // len(ips)], ips[p % len(ips)]) in self.polled_ for p in pairs.tolist()], dtype=bool)
+        ] if len(pairs) else pairs  # fmt: skip
+        rows = np.flatnonzero(poll & np.isin(pair, watched))
+        if not len(rows):
             return []
-        pairs = pd.MultiIndex.from_arrays([polls["src_ip"], polls["dst_ip"]])
-        polls = polls[pairs.isin(list(self.polled_))]
-        dst = polls["dst_ip"].to_numpy(dtype=object)
-        t = polls["t_export"].to_numpy(dtype=float)
+        polls = f.take(rows)
+        t = codes.t[rows]
         dead = polls["packets_rev"].to_numpy() == 0
-        code, dsts = pd.factorize(dst)
+        code, dsts = pd.factorize(codes.dst[rows])
+        dsts = ips[dsts]
         answered = np.full(len(dsts), -np.inf)
         np.maximum.at(answered, code[~dead], t[~dead])
         unanswered = np.full(len(dsts), -np.inf)
