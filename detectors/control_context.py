@@ -7,8 +7,9 @@ from typing import Self
 import numpy as np
 import pandas as pd
 
-from detectors.base import Detector, SiteView
+from detectors.base import Detector, SiteView, summarise
 from twin import evidence
+from twin.devices import KINDS
 from twin.telemetry import Alert, TelemetryBatch
 
 MODBUS_PORT = 502
@@ -24,6 +25,13 @@ class ControlContext(Detector):
     - Writes after an unusual login: a host writes to a controller within `window_s` of a
       successful login to it from a source that never logged into it in the warm-up (a
       reused password, a pivot) (T0859). Once per writer per login.
+    - A new point changed: a device logs each register write (`register_write`: which point,
+      what it held, what it holds now). A write that changes a point's value by at least one
+      count, on a point of that kind of device the writer never wrote in the warm-up, is
+      changed control at the moment of the write, from any host: an interlock or an alarm
+      turned off, a trip level raised, an input overridden (T0836). The BMS re-commanding
+      its schedule and an engineer re-writing a value are points they write every day.
+      Once per writer, device and point per `window_s`.
     """
 
     name = "control_context"
@@ -54,6 +62,8 @@ class ControlContext(Detector):
         ev = baseline.events
         ok = ev[ev["kind"] == "login_ok"]
         self.logins_ = set(zip(ok["ip"].astype(str), ok["src_ip"].astype(str), strict=True))
+        points = _points(ev, site)
+        self.points_ = set(zip(points["src_ip"], points["kind"], points["point"], strict=True))
         self.unusual_: dict[str, tuple[float, int]] = {}  # host ip -> (login time, event id)
         self.raised_: dict[tuple[str, ...], float] = {}
         return self
@@ -67,12 +77,13 @@ class ControlContext(Detector):
                 key = (str(r.ip), str(r.src_ip))
                 if r.src_ip and key not in self.logins_:
                     self.unusual_[str(r.ip)] = (float(r.t), int(r.event_id))
+            out += self._new_points(ev)
         f = batch.flows
         if f.empty:
-            return out
+            return sorted(out, key=lambda a: (a.t, a.device, a.reason))
         w = f[(f["dst_port"] == MODBUS_PORT) & (f["modbus_writes"] > 0) & ~f["blocked"]]
         if w.empty:
-            return out
+            return sorted(out, key=lambda a: (a.t, a.device, a.reason))
         # only the few flows over their writer's routine, or from a host reached by an unusual
         # login, are looked at one by one: the BMS writes to every controller every hour
         pairs = pd.MultiIndex.from_arrays([w["src_ip"], w["dst_ip"]])
@@ -82,7 +93,7 @@ class ControlContext(Detector):
             list(self.unusual_)
         ).to_numpy()
         if not odd.any():
-            return out
+            return sorted(out, key=lambda a: (a.t, a.device, a.reason))
         w = w[odd]
         for (src, dst), g in w.groupby(["src_ip", "dst_ip"], sort=True, observed=True):
             src, dst = str(src), str(dst)
@@ -106,6 +117,29 @@ class ControlContext(Detector):
                     ))  # fmt: skip
         return sorted(out, key=lambda a: (a.t, a.device, a.reason))
 
+    def _new_points(self, ev: pd.DataFrame) -> list[Alert]:
+        """Changes to points their writer never wrote in the warm-up, one alert per writer and
+        device per batch, citing the writes."""
+        w = _points(ev, self.site_)
+        w = w[w["changed"]]
+        if w.empty:
+            return []
+        known = self.points_
+        new = [k not in known for k in zip(w["src_ip"], w["kind"], w["point"], strict=True)]
+        out = []
+        for (src, dst), g in w[new].groupby(["src_ip", "ip"], sort=True):
+            src, dst = str(src), str(dst)
+            g = g[[self._fresh(("point", src, dst, str(x)), float(t)) for x, t in zip(g["point"], g["t"], strict=True)]]  # fmt: skip
+            if g.empty:
+                continue
+            said = [str(x) for x in dict.fromkeys(g["detail"])]
+            out.append(self._alert(
+                float(g["t"].min()), "high", "T0836", src, dst,
+                f"{self.site_.name(src)} changed {len(said)} point(s) of {self.site_.name(dst)} it never wrote in the warm-up: {summarise(said)}",
+                evidence.events(g["event_id"]),
+            ))  # fmt: skip
+        return out
+
     def _fresh(self, key: tuple[str, ...], t: float) -> bool:
         last = self.raised_.get(key)
         if last is not None and t - last <= self.window_s:
@@ -120,3 +154,33 @@ class ControlContext(Detector):
         d = self.site_.device(dst)
         return Alert(t, self.name, severity, d.name if d else dst, src, dst, technique, why,
                      evidence=cited)  # fmt: skip
+
+
+def _points(events: pd.DataFrame, site: SiteView) -> pd.DataFrame:
+    """The register writes among `events`: writer, device kind, point, and whether the write
+    changed the value by at least one count of the point's scale."""
+    w = events[events["kind"] == "register_write"]
+    if w.empty:
+        return pd.DataFrame(
+            columns=["src_ip", "ip", "kind", "point", "changed", "t", "event_id", "detail"]
+        )
+    parts = (
+        w["detail"]
+        .astype(str)
+        .str.extract(r"^(?P<point>[^:]+): (?P<before>\S+) -> (?P<after>\S+)$")
+    )
+    kinds = [(d.kind if (d := site.device(ip)) is not None else "") for ip in w["ip"].astype(str)]
+    scale = [
+        reg.scale if k in KINDS and (reg := KINDS[k].registers.get(str(x))) is not None else 1.0
+        for k, x in zip(kinds, parts["point"], strict=True)
+    ]
+    step = np.abs(
+        parts["after"].astype(float).to_numpy() - parts["before"].astype(float).to_numpy()
+    )
+    return pd.DataFrame({
+        "src_ip": w["src_ip"].astype(str).to_numpy(), "ip": w["ip"].astype(str).to_numpy(),
+        "kind": kinds, "point": parts["point"].astype(str).to_numpy(),
+        "changed": step * np.asarray(scale, dtype=float) >= 0.5,
+        "t": w["t"].to_numpy(dtype=float), "event_id": w["event_id"].to_numpy(dtype=np.int64),
+        "detail": w["detail"].astype(str).to_numpy(),
+    })  # fmt: skip

@@ -143,7 +143,14 @@ class Faces:
                 )
             changes.append((reg, value))
         for reg, value in changes:
+            before = self.plant.read(reg.state, device.index)
             self.plant.write(reg.state, device.index, value)
+            # the device's log of the write (a Modbus-aware NDR reads the same request off the
+            # wire): which point, from whom, what it held and holds now
+            self.events.add(
+                self.now(), device.name, device.ip, "register_write", src_ip=txn.src_ip,
+                detail=f"{reg.name}: {before:.6g} -> {value:.6g}", value=value, cause=txn.cause,
+            )  # fmt: skip
         return Reply("ok", values=tuple(v for _, v in changes))
 
     def _login(self, device: Device, txn: Login) -> Reply:

@@ -60,3 +60,76 @@ def test_more_writes_than_the_writers_routine_is_changed_control() -> None:
         _batch([_flow(2, "10.0.0.5", 1, 4000.0), _flow(3, "10.0.0.5", 3, 4060.0)], 3600.0, 4200.0)
     )
     assert [(a.technique, a.evidence) for a in alerts] == [("T0831", ("flow:3",))]
+
+
+def _writes(rows: list[tuple[int, float, str, str, str]]) -> TelemetryBatch:
+    """register_write events (id, t, writer ip, device name, 'point: before -> after')."""
+    from tests.detectors.test_physics import site
+
+    fac = site().facility
+    ev = pd.DataFrame(
+        [
+            {
+                "event_id": i,
+                "t": t,
+                "device": dev,
+                "ip": fac.by_name[dev].ip,
+                "kind": "register_write",
+                "user": "",
+                "src_ip": src,
+                "detail": detail,
+                "value": float(detail.rsplit(" ", 1)[1]),
+            }
+            for i, t, src, dev, detail in rows
+        ],
+        columns=list(EVENT_COLUMNS),
+    ).astype(EVENT_COLUMNS)
+    empty = pd.DataFrame(columns=list(FLOW_COLUMNS)).astype(FLOW_COLUMNS)
+    return TelemetryBatch(min(r[1] for r in rows), max(r[1] for r in rows) + 60, empty, events=ev)
+
+
+def test_a_point_its_writer_never_wrote_changed_is_alerted_at_the_write() -> None:
+    """The engineering workstation turning a PLC's interlock off is alerted at the write,
+    citing it; the BMS moving the setpoint it commands every hour, and the workstation
+    re-writing a value it holds (no change), are not."""
+    from tests.detectors.test_physics import site
+
+    bms, ws = "10.20.10.10", "10.20.10.11"
+    det = ControlContext().fit(
+        _writes([(1, 600.0, bms, "vav-1", "room_setpoint: 21 -> 21")]), site()
+    )
+    alerts = det.observe(
+        _writes(
+            [
+                (2, 4000.0, bms, "vav-2", "room_setpoint: 21 -> 16"),
+                (3, 4010.0, ws, "plc", "level_low_sp: 1.5 -> 1.5"),
+                (4, 4020.0, ws, "plc", "interlock_enable: 1 -> 0"),
+            ]
+        )
+    )
+    assert [(a.t, a.technique, a.device, a.evidence) for a in alerts] == [
+        (4020.0, "T0836", "plc", ("event:4",))
+    ]
+    assert "interlock_enable: 1 -> 0" in alerts[0].reason
+
+
+def test_a_modbus_write_is_logged_by_the_device_with_its_writer_and_values() -> None:
+    """A write a device accepts is in the events as register_write: the writer, the point,
+    what it held and what it holds now, caused by the step that sent it (its evidence)."""
+    from twin.devices import KINDS
+    from twin.network.transactions import ModbusWrite
+
+    e = Engine(load_scenario(SCENARIOS / "flagship.yaml"))
+    plc = e.facility.by_name["plc"]
+    reg = KINDS["plc"].registers.get("interlock_enable")
+    assert reg is not None
+    reply = e.faces.answer(
+        ModbusWrite("10.20.10.11", plc.ip, "coil", reg.address, (0,), cause="defeat")
+    )
+    assert reply.ok
+    ev = e.events.drain()
+    w = ev[ev["kind"] == "register_write"]
+    assert list(zip(w["device"], w["src_ip"], w["detail"], w["value"], strict=True)) == [
+        ("plc", "10.20.10.11", "interlock_enable: 1 -> 0", 0.0)
+    ]
+    assert e.events.caused["defeat"] == [int(w["event_id"].iloc[0])]
