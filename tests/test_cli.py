@@ -107,3 +107,25 @@ def test_holdout_facility_adds_its_held_out_files() -> None:
     added = set(paths) - set(library)
     assert added and all(p.parent == HOLDOUT and p.stem.startswith("holdout-labs") for p in added)
     assert holdout_paths(library, "harbour-dc", given=False) == library
+
+
+def test_bench_and_study_never_write_into_a_users_directory(tmp_path: Path) -> None:
+    """--out naming a directory of the user's files: exit 2, the files untouched; a bench's own
+    directory is taken again (it resumes), but not by a study."""
+    users = tmp_path / "mine"
+    users.mkdir()
+    (users / "leaderboard.csv").write_text("my numbers\n")
+    grid = ("--scenarios", "flagship", "--seeds", "1", "--detectors", "allowlist",
+            "--duration", "4h", "--no-attack-free", "--serial", "-q")  # fmt: skip
+    refused = twin("bench", *grid, "--out", str(users))
+    assert refused.returncode == 2 and "not twin results" in refused.stderr, refused.stderr
+    assert [p.name for p in users.iterdir()] == ["leaderboard.csv"]
+    assert (users / "leaderboard.csv").read_text() == "my numbers\n"
+    ours = tmp_path / "bench"
+    for _ in range(2):  # the second time resumes: every run is already finished
+        proc = twin("bench", *grid, "--out", str(ours))
+        assert proc.returncode == 0, proc.stderr
+    study = twin(
+        "study", str(ROOT / "scenarios" / "studies" / "harbour-dc-quick.yaml"), "--out", str(ours)
+    )
+    assert study.returncode == 2 and "results of a twin bench" in study.stderr, study.stderr

@@ -10,6 +10,7 @@ The API is small on purpose (the CLI, `twin.run.execute` and studies use it):
   and even then a killed emulated run that `twin reap` has not cleaned. `force` empties the
   previous run first, so no stale table, `.part` file, report.html or dataset/ sits beside
   the new results.
+- `claim_results(path, kind)`: a bench's or study's directory, new, empty or its own (resumed).
 - `is_twin_run(path)` says whether a directory holds a twin run (its marker, or a summary.json
   written by a twin from before markers).
 - `check_name(text, what)` and `fresh_path(parent, *parts)`: names that become paths match
@@ -39,6 +40,7 @@ from typing import Any
 from twin.errors import InputError
 
 MARKER = ".twin-run"
+RESULTS_MARKER = ".twin-results"  # a bench's or a study's directory (claim_results)
 EMULATED_STATE = "emulated-state.json"  # a killed emulated run's record of what to reap
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 NAME_RULE = "1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
@@ -176,6 +178,42 @@ def claim(path: str | Path, *, force: bool = False) -> RunDirectory:
         run.release()
         raise InputError(f"cannot prepare {where} for a run: {exc.strerror or exc}") from None
     return run
+
+
+def claim_results(path: str | Path, kind: str) -> Path:
+    """A directory of many runs' results (`kind`: "bench" or "study"): new, empty, or one the
+    same kind of command made before, where it resumes. Anything else is refused with an
+    InputError, so a results directory never writes over a user's files.
+
+    The mark is `.twin-results` naming the kind; a directory from before the mark is known
+    by its `results/` records and `attempts.log`.
+    """
+    path = Path(path)
+    where = str(path)
+    mark = path / RESULTS_MARKER
+    try:
+        if path.exists() and not path.is_dir():
+            raise InputError(f"{where} exists and is not a directory; give a new --out")
+        path.mkdir(parents=True, exist_ok=True)
+        entries = [p for p in path.iterdir() if p.name != RESULTS_MARKER]
+        made = mark.read_text(encoding="utf-8").strip() if mark.is_file() else None
+        if made is None and (path / "results").is_dir() and (path / "attempts.log").is_file():
+            made = kind  # a results directory from before the mark
+        if entries and made != kind:
+            what = f"the results of a twin {made}" if made else "files that are not twin results"
+            raise InputError(
+                f"{where} holds {what}; refusing to write {kind} results into it "
+                "(give a new or empty --out)"
+            )
+        if made is None or not mark.is_file():
+            mark.write_text(kind + "\n", encoding="utf-8")
+    except InputError:
+        raise
+    except ValueError:  # a NUL byte in the path
+        raise InputError(f"not a valid directory path: {where!r}") from None
+    except OSError as exc:
+        raise InputError(f"cannot use {where} for {kind} results: {exc.strerror or exc}") from None
+    return path
 
 
 # --- interruption -----------------------------------------------------------------------------

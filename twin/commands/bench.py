@@ -27,6 +27,7 @@ HOLDOUT = SCENARIOS / "holdout"  # held-out chains: outside the library, scored 
 def cmd_bench(args: argparse.Namespace) -> int:
     from detectors import REGISTRY
     from twin.bench import bench
+    from twin.rundir import claim_results
 
     shipped = shipped_scenarios()
     wanted = names(args.scenarios) or list(shipped)
@@ -50,8 +51,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     except ValueError:
         err.print(f"--seeds takes integers, got {args.seeds!r}")
         return 2
-    out_dir = (
-        Path(args.out) if args.out else Path("runs") / f"bench-{dt.datetime.now():%Y%m%d-%H%M%S}"
+    out_dir = claim_results(
+        Path(args.out) if args.out else Path("runs") / f"bench-{dt.datetime.now():%Y%m%d-%H%M%S}",
+        "bench",
     )
     if args.jobs is not None and args.workers is None:
         # --jobs N from before the one executor: 1 is serial, more are worker processes

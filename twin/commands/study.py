@@ -61,12 +61,14 @@ def add_executor_options(p: Any) -> None:
 
 
 def cmd_study(args: argparse.Namespace) -> int:
-    from twin.rundir import interruptible
+    from twin.rundir import claim_results, interruptible
     from twin.study.run import run_study
     from twin.study.spec import load_study
 
     study = load_study(args.file)
-    directory = Path(args.out) if args.out else Path("runs") / f"study-{study.spec.name}"
+    directory = claim_results(
+        Path(args.out) if args.out else Path("runs") / f"study-{study.spec.name}", "study"
+    )
     cluster = cluster_of(args)
     if not args.quiet:
         err.print(f"study {study.spec.name}: {cluster.describe()}; results in {directory}")
