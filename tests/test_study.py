@@ -238,6 +238,47 @@ def test_a_failed_run_is_retried_once_then_recorded(tmp_path: Path) -> None:
     assert Counter(store.attempts())["k0"] == 1  # finished runs are never redone
 
 
+def test_each_run_executed_now_is_told_once_and_finished_ones_are_not(tmp_path: Path) -> None:
+    """`finished` hears every run executed in this call (failed ones too), never a kept one."""
+    store = ResultStore(tmp_path)
+    runs = {f"k{n}": {"n": n} for n in range(3)}
+    heard: list[tuple[str, str]] = []
+    run_all(flaky, runs, None, store, Cluster(serial=True),
+            finished=lambda key, rec: heard.append((key, rec["status"])))  # fmt: skip
+    assert heard == [("k0", "ok"), ("k1", "failed"), ("k2", "ok")]
+    heard.clear()
+    run_all(flaky, runs, None, store, Cluster(serial=True),
+            finished=lambda key, rec: heard.append((key, rec["status"])))  # fmt: skip
+    assert heard == [("k1", "failed")]  # only the failed run is tried again
+
+
+def worker_settings() -> dict[str, Any]:
+    """What a worker process runs with (executed on the worker)."""
+    import dask
+
+    return {
+        "profile": dask.config.get("distributed.worker.profile.enabled"),
+        "malloc_trim": os.environ.get("MALLOC_TRIM_THRESHOLD_"),
+        "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
+    }
+
+
+@pytest.mark.slow
+def test_the_embedded_clusters_workers_run_a_simulation_as_serial_does() -> None:
+    """Workers run without Dask's 10 ms stack sampler and glibc trimming, one BLAS thread."""
+    from twin.study.executor import client_for
+
+    saved = os.environ.get("MALLOC_TRIM_THRESHOLD_")
+    os.environ.pop("MALLOC_TRIM_THRESHOLD_", None)  # as a fresh `twin study` process has it
+    try:
+        with client_for(Cluster(workers=1)) as client:
+            settings = list(client.run(worker_settings).values())
+    finally:
+        if saved is not None:
+            os.environ["MALLOC_TRIM_THRESHOLD_"] = saved
+    assert settings == [{"profile": False, "malloc_trim": None, "blas_threads": "1"}]
+
+
 @pytest.mark.slow
 def test_a_killed_study_resumes_without_redoing_finished_runs(tmp_path: Path) -> None:
     """SIGKILL a study midway; started again it finishes, each finished run executed once."""

@@ -30,6 +30,7 @@ from twin.telemetry import write_json_atomic
 # fn(params, shared, workdir) -> a JSON-able record of the run
 Task = Callable[[dict[str, Any], Any, Path], dict[str, Any]]
 Progress = Callable[[int, int, int], None]  # done, failed, total
+Finished = Callable[[str, dict[str, Any]], None]  # key, record: each run executed now
 ATTEMPTS = 2  # a failed run is tried once more
 
 
@@ -106,6 +107,22 @@ class Cluster:
         return f"on a local Dask cluster of {self.workers or _default_workers()} worker processes"
 
 
+# The embedded cluster's workers run one simulation at a time, like a serial run; Dask's
+# defaults are for array work and cost a run time it does not spend serially (measured with
+# bench/study.py, which prints the split):
+# - the statistical profiler samples the running thread's stack every 10 ms, under the GIL,
+#   in every worker (~0.05-0.1 s of another thread's CPU per 1.4 s run);
+# - the nanny sets MALLOC_TRIM_THRESHOLD_=65536, so glibc hands freed pages back at once and
+#   faults them in again (a run takes ~35 % more page faults than serially); unset, a
+#   worker's heap behaves as this process's does.
+# BLAS/OpenMP threads stay at the nanny's 1 (one run is single-threaded; pyarrow's CPU pool
+# follows OMP_NUM_THREADS too), so two workers do not oversubscribe two cores.
+WORKER_CONFIG: dict[str, Any] = {
+    "distributed.worker.profile.enabled": False,
+    "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+}
+
+
 def _default_workers() -> int:
     return max(1, min(os.cpu_count() or 1, 2))
 
@@ -136,16 +153,19 @@ def client_for(cluster: Cluster) -> Iterator[Any]:
         finally:
             client.close()
         return
-    local = LocalCluster(
-        n_workers=cluster.workers or _default_workers(),
-        threads_per_worker=1,  # one run is one process: the simulation is single-threaded
-        processes=True,
-        host="127.0.0.1",  # the embedded cluster serves this machine only
-        dashboard_address=None,
-        # its HTTP routes (health, metrics) still listen: on a free port, not a taken 8787
-        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
-        silence_logs=logging.ERROR,
-    )
+    import dask
+
+    with dask.config.set(WORKER_CONFIG):  # read as the workers spawn: theirs, not ours
+        local = LocalCluster(
+            n_workers=cluster.workers or _default_workers(),
+            threads_per_worker=1,  # one run is one process: the simulation is single-threaded
+            processes=True,
+            host="127.0.0.1",  # the embedded cluster serves this machine only
+            dashboard_address=None,
+            # its HTTP routes (health, metrics) still listen: on a free port, not a taken 8787
+            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+            silence_logs=logging.ERROR,
+        )
     try:
         client = Client(local)
         try:
@@ -163,8 +183,10 @@ def run_all(
     store: ResultStore,
     cluster: Cluster,
     progress: Progress | None = None,
+    finished: Finished | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Every run's record by key: finished ones from the store, the rest executed now."""
+    """Every run's record by key: finished ones from the store, the rest executed now
+    (each told to `finished` as it is saved)."""
     todo = {k: p for k, p in runs.items() if not store.finished(k)}
     records = {k: store.load(k) for k in runs if k not in todo}
     total, failed = len(runs), 0
@@ -174,6 +196,8 @@ def run_all(
         store.save(key, record)
         records[key] = record
         failed += record["status"] != "ok"
+        if finished:
+            finished(key, record)
         if progress:
             progress(len(records), failed, total)
 
