@@ -16,7 +16,7 @@ from twin.commands.common import (
     resolve_scenario,
 )
 from twin.errors import InputError, TwinError
-from twin.rundir import fresh_path
+from twin.rundir import claim_results, fresh_path
 
 ORDER = 70
 
@@ -47,12 +47,13 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
             "modelled": load_scenario(path, {**overrides, "backend": "sim"}),
         }
         spec = specs["modelled"]
-        target = (
+        target = claim_results(
             Path(args.out)
             if args.out
             else fresh_path(
                 Path("runs"), "fidelity", stamp, spec.name, spec.design, f"s{spec.seed}"
-            )
+            ),
+            "fidelity",
         )
         # no counterfactual run: it would emulate the whole scenario a second time
         run = partial(execute, counterfactual=False)
@@ -69,7 +70,7 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
         if args.compare:  # the directories were given: what is wrong with them is bad input
             raise InputError(str(exc)) from None
         raise
-    fidelity.write(target)
+    fidelity.write(claim_results(target, "fidelity"))  # its own, or new: no user's file
     if not args.quiet:
         out.print(fidelity.text(), markup=False, soft_wrap=True)
         out.print(
