@@ -124,12 +124,6 @@ def test_flows_come_from_the_captures(flat: tuple[pd.DataFrame, Path]) -> None:
     assert len(truth.loc["recon", "flow_ids"]) > 100
 
 
-@pytest.mark.xfail(
-    reason="known regression since the backend moved onto Mininet (15a23a2): kernel lag p99 "
-    "~295 ms at speed 200 on the flagship (passes before it, 0 load); bench/emulated_compare.py "
-    "at its own speed still measures ~20 ms. Open on issue 13.",
-    strict=False,
-)
 def test_real_time_kept_pace(flat: tuple[pd.DataFrame, Path]) -> None:
     """At speed 200 the kernel keeps real time: lag p99 within 100 ms, the BMS polling on."""
     stats = summary(flat[1])["emulated"]

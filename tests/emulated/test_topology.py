@@ -444,6 +444,41 @@ def test_reachability_matches_the_policy(harbour: Facility, tmp_path: Path, desi
     assert set(expected.values()) == {True, False}
 
 
+@emulated
+@pytest.mark.parametrize("design", ["flat", "micro"])
+def test_a_started_network_forwards_its_first_frames(
+    harbour: Facility, tmp_path: Path, design: str
+) -> None:
+    """The moment start() returns, each host's very first ARP (for its zone's router
+    address) is answered, and every interface of every node is operationally up: the first
+    packet a run sends is not lost (it was, for up to a second, on the port each zone's
+    switch made first, and the kernel's first Modbus write stalled the clock for 1 s)."""
+    with deployed(harbour, design, tmp_path) as (dep, _):
+        hosts = dep.topology.hosts
+        gateway = {h.name: str(dep.topology.segment(h.zone).gateway) for h in hosts}
+        # a SYN to the router from every host at once: the router drops it (INPUT DROP),
+        # but the ARP before it is answered before any rule looks, so the neighbour tells
+        knock = "timeout 0.3 bash -c 'echo > /dev/tcp/{0}/9' 2> /dev/null; ip neigh show {0}"
+        asks = {
+            h.name: subprocess.Popen(
+                netns.inside(dep.pid(h.name), ["bash", "-c", knock.format(gateway[h.name])]),
+                stdout=subprocess.PIPE, text=True,
+            )
+            for h in hosts
+        }  # fmt: skip
+        neighbours = {name: proc.communicate(timeout=10)[0] for name, proc in asks.items()}
+        unanswered = {n: out.strip() for n, out in neighbours.items() if " lladdr " not in out}
+        assert unanswered == {}
+        down = {}
+        for name in dep.nodes:
+            links = subprocess.run(netns.inside(dep.pid(name), ["ip", "-o", "link"]),
+                                   capture_output=True, text=True, check=True).stdout  # fmt: skip
+            found = re.findall(r"^\d+: ([^:@]+)\S*: .* state (\S+)", links, re.M)
+            down[name] = [(i, state) for i, state in found if i != "lo" and state != "UP"]
+        assert {n: d for n, d in down.items() if d} == {}
+        assert len(down) == len(harbour.devices) + 2 + len(harbour.zones)
+
+
 def ahu_face(facility: Facility, dep: Deployment) -> DeviceFace:
     face = DeviceFace.for_device(facility.by_name["ahu"], host=str(dep.host("ahu").ip), port=502)
     face.store.update({"supply_air_setpoint": 16.5})

@@ -28,6 +28,7 @@ from mininet.topo import Topo
 
 NO_IPV6 = ("all", "default")
 LINE_MAX = 3000  # a pty reads at most 4,095 characters of one line: stay well below
+LINKS_UP_TRIES = 150  # looks 20 ms apart: the kernel's link watch defers a change <= 1 s
 
 
 def ip_batch(commands: list[str]) -> list[str]:
@@ -52,6 +53,30 @@ def sysctls(settings: dict[str, str]) -> list[str]:
 
 def no_ipv6(*intfs: str) -> dict[str, str]:
     return {f"net.ipv6.conf.{i}.disable_ipv6": "1" for i in (*NO_IPV6, *intfs)}
+
+
+def links_up_lines(tries: int = LINKS_UP_TRIES) -> list[str]:
+    """Shell lines that return once every interface of the node but lo is operationally up,
+    and print the ones that are not if that never happens (run_lines takes it as an error).
+
+    Mininet makes each veth pair inside the two nodes' namespaces, so both ends get small
+    ifindexes: every host's eth0 is 2, and so is the port a zone's switch makes first. A
+    switch's ports come up after their peers, and the kernel's link watch handles the
+    carrier change of a port whose ifindex equals its peer's as not urgent, up to a second
+    late; until then the bridge keeps the port disabled. A run's first frames died there
+    (the BMS's first ARP, and with it the kernel's first Modbus write, which held the
+    real-time clock for its 1 s connect timeout). Asking for such a link by name settles it
+    at once on this kernel (measured on 6.18; a dump of all links does not); where that
+    does not, the loop waits the link watch out.
+    """
+    pending = (
+        "ip -o link | awk -F': ' '$2 != \"lo\" && !/ state UP / {sub(/@.*/, \"\", $2); print $2}'"
+    )
+    return [
+        f'n=0; while down=$({pending}); [ -n "$down" ] && [ $n -lt {tries} ]; do '
+        "for i in $down; do ip link show dev $i > /dev/null; done; n=$((n+1)); sleep 0.02; "
+        'done; [ -z "$down" ] || echo "links not up: $down"'
+    ]
 
 
 class QuietIntf(Intf):
@@ -160,7 +185,8 @@ class ZoneSwitch(LinuxBridge):
         commands.append(f"link set {self.name} up")
         # present only where br_netfilter is loaded
         nf = "for f in /proc/sys/net/bridge/bridge-nf-call-*; do [ -e $f ] && echo 0 > $f; done"
-        return [*sysctls(no_ipv6()), nf, *ip_batch(commands)]
+        # started means forwarding: every port up, not merely set up
+        return [*sysctls(no_ipv6()), nf, *ip_batch(commands), *links_up_lines()]
 
     def start(self, _controllers: Any) -> None:
         run_lines({self: self.start_lines()})
