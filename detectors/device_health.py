@@ -27,7 +27,9 @@ class DeviceHealth(Detector):
       once per device per outage, until an answer comes again.
     - Stale values: a reported process signal that changed at least every few samples in
       the warm-up and has not changed for `stale_factor` times its longest steady spell
-      there (and at least `min_stale_s`): a controller that stopped scanning.
+      (and at least `min_stale_s`): a controller that stopped scanning. The longest spell is
+      learned in the warm-up and kept up to date from the stream, from spells that ended by
+      themselves without being reported (a night holds values longer than a morning).
 
     Every alert cites what it saw and `signal:health.<device>`, the device's availability.
     """
@@ -71,6 +73,7 @@ class DeviceHealth(Detector):
         State is kept as arrays over the watched signals (`names_`): last value, when it
         last changed, the limit, and whether it is reported stale now."""
         limits: dict[str, float] = {}
+        spells: dict[str, float] = {}
         last: dict[str, tuple[float, float]] = {}
         owner: dict[str, str] = {}
         if not process.empty and self.check_stale:
@@ -91,11 +94,13 @@ class DeviceHealth(Detector):
                 if longest >= span / 2:
                     continue
                 limits[str(signal)] = max(self.stale_factor * longest, self.min_stale_s)
+                spells[str(signal)] = longest
                 last[str(signal)] = (float(v[-1]), float(t[changed[-1]]))
         self.names_ = sorted(limits)
         self.owner_ = [owner[n] for n in self.names_]
         self.index_ = {n: i for i, n in enumerate(self.names_)}
         self.limits_ = np.array([limits[n] for n in self.names_], dtype=float)
+        self.longest_ = np.array([spells[n] for n in self.names_], dtype=float)
         self.value_ = np.array([last[n][0] for n in self.names_], dtype=float)
         self.since_ = np.array([last[n][1] for n in self.names_], dtype=float)
         self.stale_ = np.zeros(len(self.names_), dtype=bool)
@@ -119,6 +124,15 @@ class DeviceHealth(Detector):
         last = np.r_[idx[1:] != idx[:-1], True]
         prev = np.where(first, self.value_[idx], np.r_[np.nan, v[:-1]])
         moved = v != prev
+        # a spell that ended by itself, never reported stale, is the signal's own rhythm: a
+        # quiet night holds values longer than a short warm-up showed, so the limit grows with
+        # what the stream shows (an outage, once reported, teaches nothing)
+        mi, mt = idx[moved], t[moved]
+        began = np.where(np.r_[True, mi[1:] != mi[:-1]], self.since_[mi], np.r_[np.nan, mt[:-1]])
+        spell = mt - began
+        routine = (spell <= self.limits_[mi]) & ~self.stale_[mi]
+        np.maximum.at(self.longest_, mi[routine], spell[routine])
+        self.limits_ = np.maximum(self.limits_, self.stale_factor * self.longest_)
         np.maximum.at(self.since_, idx[moved], t[moved])
         self.stale_[idx[moved]] = False
         self.value_[idx[last]] = v[last]
@@ -130,7 +144,7 @@ class DeviceHealth(Detector):
             self.stale_[i] = True
             name, device = self.names_[i], self.owner_[i]
             d = self.site_.facility.by_name.get(device)
-            why = f"{name} has not changed for {quiet[i] / 60:.0f} min (at most {self.limits_[i] / 60:.0f} in the warm-up): {device} stopped scanning?"
+            why = f"{name} has not changed for {quiet[i] / 60:.0f} min (at most {self.limits_[i] / 60:.0f} by its routine): {device} stopped scanning?"
             out.append(Alert(
                 float(now[i]), self.name, "medium", device, "", d.ip if d else "", "T0814",
                 why, evidence=evidence.signals([name, evidence.health(device)]),

@@ -11,6 +11,7 @@ import pytest
 from detectors import SiteView
 from detectors.device_health import DeviceHealth
 from tests.conftest import SCENARIOS
+from twin import evidence
 from twin.engine import Engine
 from twin.scenario import load_scenario
 from twin.scoring import score_alerts
@@ -75,3 +76,35 @@ def test_comm_loss_once_per_outage_and_flaky_devices_ignored() -> None:
     alerts = det.observe(TelemetryBatch(100.0, 500.0, events=_events(rows)))
     assert [(a.t, a.device) for a in alerts] == [(100.0, "plc"), (400.0, "plc")]
     assert alerts[0].evidence == ("event:1", "signal:health.plc")
+
+
+def _room(changes: list[float], t0: float, t1: float, signal: str) -> pd.DataFrame:
+    """A reported room temperature sampled each minute that steps 0.1 degC at `changes`."""
+    t = np.arange(t0, t1, 60.0)
+    v = 20.0 + 0.1 * np.searchsorted(np.asarray(changes), t, side="right")
+    return pd.DataFrame({"t": t, "signal": signal, "value": v, "reported": v})
+
+
+def test_a_quiet_night_teaches_longer_spells_and_an_outage_is_still_reported() -> None:
+    """A room that moved every 5 min in the warm-up holds still for 14 min spells at night
+    (under the 15 min limit): those teach its rhythm, so a 20 min spell later is no alarm
+    (the warm-up alone would have called it stale); three hours frozen is still reported."""
+    from tests.detectors.test_physics import site
+
+    where = site()
+    signal = "room.server-hall.temp_c"
+    assert signal in {
+        s for names in evidence.device_signals(where.facility).values() for s in names
+    }
+    warm = list(np.arange(300.0, 3600.0, 300.0))
+    det = DeviceHealth().fit(
+        TelemetryBatch(0.0, 3600.0, process=_room(warm, 0.0, 3600.0, signal)), where
+    )
+    night = [*warm, 4440.0, 5280.0, 6120.0, 7320.0, 8520.0]  # 14, 14, 14, 20 and 20 min spells
+    alerts = []
+    for lo in np.arange(3600.0, 8600.0 + 3 * 3600.0, 300.0):
+        alerts += det.observe(
+            TelemetryBatch(lo, lo + 300.0, process=_room(night, lo, lo + 300.0, signal))
+        )
+    assert [(a.device, a.technique) for a in alerts] == [(alerts[0].device, "T0814")]
+    assert alerts[0].t >= 8520.0 + 3 * 1200.0 - 60.0  # three times the longest routine spell
