@@ -10,16 +10,18 @@ The ensemble is the union of the default members (detectors/ensemble.py), which 
     .venv/bin/python bench/detection.py --seeds 1,2,3 --jobs 2
     .venv/bin/python bench/detection.py --holdout --seeds 1,2,3
     .venv/bin/python bench/detection.py --rescore /tmp/twin-detection   # no new runs
+
+The runs go through the code base's one executor (twin.study.executor): `--jobs N` is a
+local Dask cluster of N worker processes, `--serial` runs them in this process. A run whose
+directory under --out already holds a summary is kept, so a grid cut short resumes.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,7 @@ from twin.holdout import (  # noqa: E402
     read_runs,
     text_table,
 )
+from twin.study.executor import Cluster, ResultStore, run_all  # noqa: E402
 
 TARGETS = {"recall": 0.99, "precision": 0.97, "false_alarms_per_day": 0.5,
            "attack_free_false_alarms_per_day": 1.0, "ttd_median_s": 60.0, "ttd_p95_s": 300.0}  # fmt: skip
@@ -50,24 +53,55 @@ def shipped() -> list[str]:
     return sorted(n for n, c in BUILTIN.items() if n != ENSEMBLE and not c.needs_captures)
 
 
-def run_one(job: tuple[Path, int, bool, tuple[str, ...], Path, str | None]) -> Path:
+def run_name(scenario: Path, seed: int, quiet: bool) -> str:
+    """A run's directory under --out (and its key on the executor): one grid, unique names."""
+    return f"{scenario.stem}-s{seed}" + ("-quiet" if quiet else "")
+
+
+def run_one(params: dict[str, Any], shared: Any, workdir: Path) -> dict[str, Any]:
+    """One run of the grid, where the executor puts it; its directory under --out."""
     from twin.run import execute
     from twin.scenario import load_scenario
 
-    scenario, seed, quiet, dets, out, duration = job
-    overrides: dict[str, Any] = {"seed": seed, "detectors": list(dets), "responses": []}
-    if quiet:
+    scenario = Path(params["scenario"])
+    overrides: dict[str, Any] = {
+        "seed": params["seed"],
+        "detectors": list(params["detectors"]),
+        "responses": [],
+    }
+    if params["quiet"]:
         overrides["campaign"] = None
-    if duration:
-        overrides["duration"] = duration
+    if params["duration"]:
+        overrides["duration"] = params["duration"]
     spec = load_scenario(scenario, overrides)
-    target = out / (f"{scenario.stem}-s{seed}" + ("-quiet" if quiet else ""))
+    target = Path(params["out"]) / run_name(scenario, params["seed"], params["quiet"])
     if (target / "summary.json").is_file():
-        return target  # resumable: a finished run is kept
-    if target.exists():
-        shutil.rmtree(target)  # a run cut short: this script's own output, started again
-    execute(spec, target, source=str(scenario), counterfactual=False)
-    return target
+        return {"directory": str(target)}  # resumable: a finished run is kept
+    # a run cut short is replaced; force replaces only a twin run, never anything else
+    execute(spec, target, source=str(scenario), counterfactual=False, force=True)
+    return {"directory": str(target)}
+
+
+def run_grid(grid: list[dict[str, Any]], out: Path, cluster: Cluster) -> None:
+    """Every run of the grid not finished yet, on the executor; stops if any failed."""
+    runs = {run_name(Path(p["scenario"]), p["seed"], p["quiet"]): p for p in grid}
+    store = ResultStore(out / ".executor")  # the executor's records, beside the runs
+    for name in runs:
+        if not (out / name / "summary.json").is_file():
+            store.path(name).unlink(missing_ok=True)  # its directory went: run it again
+
+    done = [sum(store.finished(k) for k in runs)]  # numbered over the grid, as it goes
+
+    def show(name: str, record: dict[str, Any]) -> None:
+        done[0] += 1
+        status = "" if record["status"] == "ok" else f"  FAILED: {record['error']}"
+        print(f"  [{done[0]}/{len(runs)}] {name}{status}", file=sys.stderr)
+
+    records = run_all(run_one, runs, None, store, cluster, finished=show)
+    failed = [(k, r["error"]) for k, r in records.items() if r["status"] != "ok"]
+    if failed:
+        lines = "\n".join(f"  {k}: {e}" for k, e in failed)
+        raise SystemExit(f"{len(failed)} of {len(runs)} runs failed (tried twice):\n{lines}")
 
 
 def main() -> None:
@@ -78,10 +112,17 @@ def main() -> None:
     p.add_argument("--holdout", action="store_true", help="score the held-out files instead")
     p.add_argument("--scenarios", help="comma-separated stems (default: the library)")
     p.add_argument("--detectors", help="comma-separated (default: every shipped detector)")
-    p.add_argument("--jobs", type=int, default=1)
+    p.add_argument("--jobs", type=int, default=1, help="Dask worker processes (default 1)")
+    p.add_argument("--serial", action="store_true", help="run in this process (debugging)")
     p.add_argument("--duration", help="override every run's duration")
     p.add_argument("--out", type=Path, help="run directory (default /tmp/twin-detection[-holdout])")
-    p.add_argument("--rescore", action="store_true", help="score the runs already in --out")
+    p.add_argument(
+        "--rescore",
+        nargs="?",
+        const=True,
+        metavar="DIR",
+        help="score the runs already in DIR (or --out); no new runs",
+    )
     p.add_argument("--tune-on", type=Path, help="runs to choose ensemble members on (LOFO)")
     p.add_argument(
         "--heavy-quiet-only",
@@ -94,6 +135,8 @@ def main() -> None:
         help="detectors run only on the first seed and the attack-free runs (costly to fit)",
     )
     args = p.parse_args()
+    if isinstance(args.rescore, str) and args.out is None:
+        args.out = Path(args.rescore)  # --rescore DIR
     out = args.out or Path("/tmp/twin-detection" + ("-holdout" if args.holdout else ""))
     out.mkdir(parents=True, exist_ok=True)
     dets = tuple(args.detectors.split(",")) if args.detectors else tuple(shipped())
@@ -115,23 +158,17 @@ def main() -> None:
         first = light if args.heavy_quiet_only else dets
         # scenario by scenario (its seeds, then its attack-free run): a grid cut short is whole
         grid = [
-            job
+            {"scenario": str(f), "seed": s, "quiet": quiet, "detectors": list(d),
+             "out": str(out), "duration": args.duration}
             for f in files
-            for job in [
-                *[
-                    (f, s, False, first if s == seeds[0] else light, out, args.duration)
-                    for s in seeds
-                ],
-                (f, seeds[0], True, dets, out, args.duration),
+            for s, quiet, d in [
+                *[(s, False, first if s == seeds[0] else light) for s in seeds],
+                (seeds[0], True, dets),
             ]
-        ]
-        if args.jobs > 1:
-            with ProcessPoolExecutor(args.jobs) as ex:
-                for i, d in enumerate(ex.map(run_one, grid), 1):
-                    print(f"  [{i}/{len(grid)}] {d.name}", file=sys.stderr)
-        else:
-            for i, job in enumerate(grid, 1):
-                print(f"  [{i}/{len(grid)}] {run_one(job).name}", file=sys.stderr)
+        ]  # fmt: skip
+        if args.jobs < 1:
+            raise SystemExit(f"--jobs must be at least 1, got {args.jobs}")
+        run_grid(grid, out, Cluster(serial=args.serial, workers=args.jobs))
     stems = {f.stem for f in files}
     runs = read_runs(
         sorted(d for d in out.iterdir() if d.is_dir() and d.name.rsplit("-s", 1)[0] in stems)

@@ -252,6 +252,15 @@ def test_each_run_executed_now_is_told_once_and_finished_ones_are_not(tmp_path: 
     assert heard == [("k1", "failed")]  # only the failed run is tried again
 
 
+def test_a_finished_study_needs_no_cluster(tmp_path: Path) -> None:
+    """With every run finished, a resumed study neither starts nor reaches a cluster."""
+    store = ResultStore(tmp_path)
+    runs = {f"k{n}": {"n": n} for n in (0, 2)}
+    first = run_all(flaky, runs, None, store, Cluster(serial=True))
+    nowhere = Cluster(scheduler=f"tcp://127.0.0.1:{_free_port()}")  # nothing listens there
+    assert run_all(flaky, runs, None, store, nowhere) == first
+
+
 def worker_settings() -> dict[str, Any]:
     """What a worker process runs with (executed on the worker)."""
     import dask

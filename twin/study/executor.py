@@ -204,6 +204,8 @@ def run_all(
     if progress:
         progress(len(records), failed, total)
     root = str(store.root)
+    if not todo:
+        return records  # all finished: no cluster to start
     if cluster.serial:
         for key, params in todo.items():
             for n in range(ATTEMPTS):
