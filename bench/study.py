@@ -12,7 +12,11 @@ processes side by side (no Dask), each with half the runs. Prints:
   >= 85 %), beside the same figure for two plain processes (serial / (2 x side by side)):
   what two simulations at once cost on this machine without any executor.
 
-    .venv/bin/python bench/study.py [--runs 100]
+With --dask-defaults it also runs the one-worker cluster with Dask's own worker settings
+(twin.study.executor.WORKER_CONFIG off): the executor's settings against Dask's, measured
+in the same script run.
+
+    .venv/bin/python bench/study.py [--runs 100] [--dask-defaults]
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from twin.study import executor  # noqa: E402
 from twin.study.executor import Cluster  # noqa: E402
 from twin.study.run import plan, run_study  # noqa: E402
 from twin.study.spec import load_study  # noqa: E402
@@ -106,9 +111,26 @@ def side_by_side(path: Path, out: Path, processes: int = 2) -> tuple[float, floa
     return wall, sum(json.loads(o.strip().splitlines()[-1])["in_runs"] for o in outputs)
 
 
+def with_dask_defaults(path: Path, out: Path) -> tuple[float, int, float]:
+    """The one-worker study on workers as Dask configures them by default."""
+    ours, env = executor.WORKER_CONFIG, dict(os.environ)
+    executor.WORKER_CONFIG = {}
+    try:
+        return timed(path, out, Cluster(workers=1))
+    finally:
+        executor.WORKER_CONFIG = ours
+        os.environ.clear()  # Dask's nanny writes its pre-spawn environment into ours
+        os.environ.update(env)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=100)
+    ap.add_argument(
+        "--dask-defaults",
+        action="store_true",
+        help="also run one worker with Dask's default worker settings, for comparison",
+    )
     # one side-by-side serial process (started by this script)
     ap.add_argument("--part", help=argparse.SUPPRESS)
     ap.add_argument("--study", type=Path, help=argparse.SUPPRESS)
@@ -124,6 +146,8 @@ def main() -> None:
         one, _, busy1 = timed(path, Path(tmp) / "one", Cluster(workers=1))
         two, _, busy2 = timed(path, Path(tmp) / "two", Cluster(workers=2))
         side, busy_side = side_by_side(path, Path(tmp) / "side")
+        if args.dask_defaults:
+            plain, _, busy_plain = with_dask_defaults(path, Path(tmp) / "defaults")
     print(f"runs: {n} (1 simulated hour each, harbour-dc)")
     print(f"serial (in process):      {serial:7.1f} s  ({serial / n:.2f} s/run)")
     print(f"LocalCluster, 1 worker:   {one:7.1f} s  ({one / n:.2f} s/run)")
@@ -134,6 +158,9 @@ def main() -> None:
           f"(target <= 5 %); per run: {(one - serial) / n * 1000:+.0f} ms")  # fmt: skip
     print(f"  inside runs {busy1 - busy0:+.1f} s ({busy0:.1f} -> {busy1:.1f} s), outside runs "
           f"(start-up, scheduling, stop) {(one - busy1) - (serial - busy0):+.1f} s")  # fmt: skip
+    if args.dask_defaults:
+        print(f"  with Dask's default worker settings instead: {plain:.1f} s, "
+              f"{(plain - serial) / serial:+.1%}; inside runs {busy_plain:.1f} s")  # fmt: skip
     print(f"time inside runs: 1 worker {busy1:.1f} s, 2 workers {busy2:.1f} s, "
           f"2 plain processes {busy_side:.1f} s (a shared or loaded machine shows up here)")  # fmt: skip
     print(f"scaling 1 -> 2 workers: {one / (2 * two):.0%} efficient in runs per CPU-second "
