@@ -68,7 +68,7 @@ def written_by_us(path: Path) -> bool:
 
 def cmd_topo(args: argparse.Namespace) -> int:
     from twin.facility import Facility
-    from twin.network.emulated.topology import plan_of
+    from twin.network.emulated.firewall import plan_of
     from twin.scenario import facility_of, load_scenario
 
     overrides = {"design": args.design, "hosts": args.hosts}

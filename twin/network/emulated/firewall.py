@@ -20,8 +20,10 @@ Denied packets go to NFLOG group 1 with a prefix naming why, so a capture on
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 from twin.errors import BackendError
+from twin.facility import Facility
 from twin.network.emulated import netns as ns
 from twin.network.emulated.topology import Topology
 from twin.network.policy import Conduit, Policy
@@ -199,3 +201,16 @@ class Firewall:
                 dst = {fac.by_name[n].zone for n in conduit.dst} | conduit.dst_zones
                 out |= src & dst & zones
         return frozenset(out)
+
+
+def plan_of(
+    facility: Facility,
+    design: str,
+    *,
+    attacker: tuple[str, str] | None = None,
+    share_groups: bool = False,
+) -> dict[str, Any]:
+    """The Mininet plan of a facility under a design, its router holding the design's rules
+    (what `FacilityTopo(facility, design)` builds and `twin topo` writes)."""
+    topology = Topology.of(facility, design, attacker=attacker, share_groups=share_groups)
+    return topology.plan(ruleset(Policy(facility, design, facility.designs[design]), topology))

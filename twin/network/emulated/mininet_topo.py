@@ -237,7 +237,7 @@ class FacilityTopo(Topo):
         if isinstance(facility, dict):
             plan = facility
         else:
-            from twin.network.emulated.topology import plan_of
+            from twin.network.emulated.firewall import plan_of
 
             if design is None:
                 raise ValueError("FacilityTopo(facility, design): which design?")

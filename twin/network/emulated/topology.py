@@ -283,18 +283,3 @@ def _address_problems(what: str, ip: ipaddress.IPv4Address, seg: Segment) -> lis
     if ip in (seg.subnet.network_address, seg.subnet.broadcast_address, seg.gateway):
         return [f"{what}: {ip} is reserved in {seg.subnet} (network, broadcast or router)"]
     return []
-
-
-def plan_of(
-    facility: Facility,
-    design: str,
-    *,
-    attacker: tuple[str, str] | None = None,
-    share_groups: bool = False,
-) -> dict[str, Any]:
-    """The Mininet plan of a facility under a design, its router holding the design's rules."""
-    from twin.network.emulated.firewall import ruleset  # the firewall reads topologies
-    from twin.network.policy import Policy
-
-    topology = Topology.of(facility, design, attacker=attacker, share_groups=share_groups)
-    return topology.plan(ruleset(Policy(facility, design, facility.designs[design]), topology))
