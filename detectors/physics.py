@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from detectors.base import Detector, SiteView, summarise
+from twin.devices import KINDS
 from twin.evidence import signals
 from twin.facility import Facility
 from twin.physics.plant import member_name
@@ -15,6 +16,11 @@ from twin.telemetry import Alert, TelemetryBatch
 
 CP_AIR = 1005.0  # J/(kg K): the prior gain of a VAV's air term
 CLIP = 4.0  # one standardised residual adds at most this much to a CUSUM
+# how far past its commanded setpoint a room may be before a PI loop must have its damper
+# past half open (gain 0.35 per K): a setback above the comfort band is no attack
+SETPOINT_SLACK_C = 2.0
+# the VAV point its supervisor commands: the setpoint its loop follows
+SETPOINT_POINT = next(r.name for r in KINDS["vav"].registers if r.state == "vav.setpoint")
 # a latched finding re-alerts only after its condition was clear this long: a manipulated tank
 # overfills every fill cycle, which is one incident; a door opened again is a new entry
 REARM_S = {"unbadged": 900.0, "unlocked": 900.0}
@@ -59,7 +65,8 @@ class Physics(Detector):
     - Fusion rules, latched until clear: reported room temperature against an independent
       measurement (the table's `value` stands in for a redundant room sensor; with
       `independent="sensors"` only in rooms an env_sensor covers, "all": every room); a
-      damper closed on a room reported above its band or open below it (a PI loop cannot);
+      damper closed on a room reported above its band or open below it (a PI loop cannot),
+      beyond the setpoint its supervisor commanded (a night set-up above the band is no attack);
       an AHU setpoint or supply temperature outside its warm-up range; a pump on above the
       commissioned high setpoint, or a tank at the trip level with no alarm; a door released
       that never was in the warm-up, or open with no badge swipe in `badge_window_s`.
@@ -118,6 +125,11 @@ class Physics(Detector):
         self._cusum(resid)  # warms the CUSUMs and the tracked intercepts up on the baseline
         self.last_ = (t[-1:], rep[-1:])
         self.latch_: dict[str, np.ndarray] = {}  # rule -> rows: since, fired, last true
+        # who commands each room's setpoint in the warm-up (the BMS's schedule) and what it
+        # last commanded: the loop follows that, night set-up and weekends included
+        self.commanders_: set[tuple[str, str]] = set()
+        self.commanded_ = np.full(len(self.rooms_), np.nan)
+        self._commands(baseline.events, np.array([t[-1] if len(t) else 0.0]), learn=True)
         self.blamed_: set[str] = set()
         self.swiped_: dict[str, float] = {}
         return self
@@ -271,10 +283,12 @@ class Physics(Detector):
         temp, damper, level = rep[:, ix["temp"]], rep[:, ix["damper"]], rep[:, ix["level"]]
         ahu, (amin, amax), margin = rep[:, ix["ahu"]], self.range_, self.envelope_c
         opened = rep[:, ix["open"]] > 0.5
+        sp = self._commands(batch.events, t)
         checks = [  # rule, condition per (sample, column), how long it must hold, about whom
             ("spoof", (np.abs(temp - val[:, ix["temp"]]) > self.divergence_c) & self.redundant_,
              self.divergence_s, names["room"]),
-            ("against", ((temp > hi) & (damper < 50)) | ((temp < lo) & (damper > 50)),
+            ("against", ((temp > np.fmax(hi, sp + SETPOINT_SLACK_C)) & (damper < 50))
+             | ((temp < np.fmin(lo, sp - SETPOINT_SLACK_C)) & (damper > 50)),
              self.hold_s, names["room"]),
             ("envelope", (ahu < amin - margin) | (ahu > amax + margin), 0.0, names["ahu"]),
             ("overfill", (rep[:, ix["pump"]] > 0) & (level > self.levels_[:, 0] + 0.05),
@@ -293,6 +307,30 @@ class Physics(Detector):
         damper = np.hstack([damper, np.full((len(t), len(self.tanks_)), np.nan)])
         onsets = [(float(t[i + off]), c, s, damper[i + off, c]) for i, c, s in model]
         return self._alerts(hits + self._blame(onsets, busy))
+
+    def _commands(self, events: pd.DataFrame, t: np.ndarray, learn: bool = False) -> np.ndarray:
+        """The setpoint each room's loop was commanded at each sample time (NaN: none known).
+
+        Only commands from a host that commanded that box in the warm-up count: anyone else
+        writing a setpoint is changed control, which the band still judges. With `learn`, the
+        commanders are those of `events`."""
+        out = np.tile(self.commanded_, (len(t), 1))
+        w = events[(events["kind"] == "register_write")]
+        if w.empty or not self.rooms_:
+            return out
+        point = w["detail"].astype(str).str.split(":", n=1).str[0]
+        w = w[(point == SETPOINT_POINT).to_numpy()]
+        column = {vav: c for c, (_, vav, _) in enumerate(self.rooms_)}
+        for ev in w.sort_values("t", kind="stable").itertuples():
+            c = column.get(str(ev.device))
+            key = (str(ev.src_ip), str(ev.device))
+            if c is None or not (learn or key in self.commanders_):
+                continue
+            if learn:
+                self.commanders_.add(key)
+            self.commanded_[c] = float(ev.value)
+            out[t >= float(ev.t), c] = float(ev.value)
+        return out
 
     def _badged(self, t: np.ndarray, opened: np.ndarray, events: pd.DataFrame) -> np.ndarray:
         """Whether each open door had a badge swipe within the window before each sample."""

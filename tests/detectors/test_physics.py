@@ -136,6 +136,26 @@ def test_a_damper_closed_on_a_room_above_its_band() -> None:
     assert Physics().fit(batch(warm), site()).observe(batch(fine)) == []
 
 
+def _setpoint(t: float, src: str, value: float) -> dict[str, Any]:
+    """The hall VAV logging a write of its room setpoint."""
+    return {"t": t, "device": "vav-hall", "ip": "10.20.20.11", "kind": "register_write",
+            "src_ip": src, "detail": f"room_setpoint: 22 -> {value:g}", "value": value}  # fmt: skip
+
+
+def test_a_room_held_above_its_band_by_its_own_setback_is_no_attack() -> None:
+    """The BMS, which commands the hall's setpoint in the warm-up, sets it up to 30 degC for the
+    night: 29 degC (band 27) with the damper nearly shut is the loop doing its job. The same
+    setpoint written by another host is changed control, and the band still judges it."""
+    bms, camera = "10.20.10.10", "10.20.60.10"
+    warm = [(60.0 * k, {HALL: 22.0, "vav.vav-hall.damper_pct": 60.0}) for k in range(60)]
+    hot = [(3660 + 60.0 * k, {HALL: 29.0, "vav.vav-hall.damper_pct": 20.0}) for k in range(4)]
+    det = Physics().fit(batch(warm, [_setpoint(600.0, bms, 22.0)]), site())
+    assert det.observe(batch(hot, [_setpoint(3600.0, bms, 30.0)])) == []
+    det = Physics().fit(batch(warm, [_setpoint(600.0, bms, 22.0)]), site())
+    alerts = det.observe(batch(hot, [_setpoint(3600.0, camera, 30.0)]))
+    assert rules(alerts) == [("vav-hall", "high", "T0831")]
+
+
 def test_an_ahu_setpoint_outside_its_learned_range() -> None:
     """Supply air held at 13 degC in the warm-up; a 35 degC setpoint names the AHU at once."""
     warm = [
