@@ -116,7 +116,8 @@ class Cluster:
 #   faults them in again (a run takes ~35 % more page faults than serially); unset, a
 #   worker's heap behaves as this process's does.
 # BLAS/OpenMP threads stay at the nanny's 1 (one run is single-threaded; pyarrow's CPU pool
-# follows OMP_NUM_THREADS too), so two workers do not oversubscribe two cores.
+# follows OMP_NUM_THREADS too), so two workers do not oversubscribe two cores. An external
+# cluster's workers run as whoever started them configured them (the same two keys apply).
 WORKER_CONFIG: dict[str, Any] = {
     "distributed.worker.profile.enabled": False,
     "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
