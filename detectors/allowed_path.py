@@ -166,20 +166,20 @@ class AllowedPath(Detector):
         unknown = len(self.values_) - 1
         channels = zip(*(rows[c].tolist() for c in CHANNEL), strict=True)
         pos = [self.where_.get(k, unknown) for k in channels]
-        p = pd.DataFrame(self.values_[pos], columns=self.profile_.columns)
-        known = p["med_up"].notna().to_numpy()
+        p = dict(zip(self.profile_.columns, self.values_[pos].T, strict=True))
+        known = ~np.isnan(p["med_up"])
         # a side gone quiet (a peer that stopped answering) changes the shape too; that is an
         # availability matter (device_health), so shape counts only while both sides talk
-        quiet = (rows["up"].to_numpy(dtype=float) < p["lo_up"].to_numpy()) | (
-            rows["down"].to_numpy(dtype=float) < p["lo_down"].to_numpy()
+        quiet = (rows["up"].to_numpy(dtype=float) < p["lo_up"]) | (
+            rows["down"].to_numpy(dtype=float) < p["lo_down"]
         )
         z = np.zeros((len(rows), len(FEATURES)))
         for j, x in enumerate(FEATURES):
             v = rows[x].to_numpy(dtype=float)
-            med, spread = p[f"med_{x}"].to_numpy(), p[f"spread_{x}"].to_numpy()
-            z[:, j] = np.where(v > p[f"hi_{x}"].to_numpy(), (v - med) / spread, 0.0)
+            med, spread = p[f"med_{x}"], p[f"spread_{x}"]
+            z[:, j] = np.where(v > p[f"hi_{x}"], (v - med) / spread, 0.0)
             if x in SHAPE:
-                below = v < p[f"lo_{x}"].to_numpy()
+                below = v < p[f"lo_{x}"]
                 z[:, j] = np.where(quiet, 0.0, np.where(below, (med - v) / spread, z[:, j]))
         z[~known] = 0.0
         score = z.max(axis=1)
@@ -191,7 +191,7 @@ class AllowedPath(Detector):
         return self._alerts(rows, z, hot, p, f, member)
 
     def _alerts(
-        self, rows: pd.DataFrame, z: np.ndarray, hot: np.ndarray, p: pd.DataFrame,
+        self, rows: pd.DataFrame, z: np.ndarray, hot: np.ndarray, p: dict[str, np.ndarray],
         f: pd.DataFrame, member: np.ndarray,
     ) -> list[Alert]:  # fmt: skip
         out, score = [], z.max(axis=1)
@@ -213,7 +213,7 @@ class AllowedPath(Detector):
             to = self.site_.name(dst) if peer != OUTSIDE else dst
             why = (
                 f"{self.site_.name(src)} -> {to}:{port}/{app}: "
-                f"{_describe(x, float(rows.at[worst, x]), float(p[f'med_{x}'].iloc[worst]))} "
+                f"{_describe(x, float(rows.at[worst, x]), float(p[f'med_{x}'][worst]))} "
                 f"in {len(idx)} interval(s)"
             )
             out.append(Alert(

@@ -120,14 +120,12 @@ class ControlContext(Detector):
     def _new_points(self, ev: pd.DataFrame) -> list[Alert]:
         """Changes to points their writer never wrote in the warm-up, one alert per writer and
         device per batch, citing the writes."""
-        w = _points(ev, self.site_)
-        w = w[w["changed"]]
+        w = _points(ev, self.site_, self.points_)
+        w = w[w["changed"].to_numpy(dtype=bool)]
         if w.empty:
             return []
-        known = self.points_
-        new = [k not in known for k in zip(w["src_ip"], w["kind"], w["point"], strict=True)]
         out = []
-        for (src, dst), g in w[new].groupby(["src_ip", "ip"], sort=True):
+        for (src, dst), g in w.groupby(["src_ip", "ip"], sort=True):
             src, dst = str(src), str(dst)
             g = g[[self._fresh(("point", src, dst, str(x)), float(t)) for x, t in zip(g["point"], g["t"], strict=True)]]  # fmt: skip
             if g.empty:
@@ -156,31 +154,38 @@ class ControlContext(Detector):
                      evidence=cited)  # fmt: skip
 
 
-def _points(events: pd.DataFrame, site: SiteView) -> pd.DataFrame:
-    """The register writes among `events`: writer, device kind, point, and whether the write
-    changed the value by at least one count of the point's scale."""
-    w = events[events["kind"] == "register_write"]
+def _points(
+    events: pd.DataFrame, site: SiteView, known: set[tuple[str, str, str]] | None = None
+) -> pd.DataFrame:
+    """The register writes among `events` (with `known`: only to points not in it): writer,
+    device kind, point, and whether the write changed the value by at least one count of the
+    point's scale."""
+    columns = ["src_ip", "ip", "kind", "point", "changed", "t", "event_id", "detail"]
+    w = events[(events["kind"] == "register_write").to_numpy()]
     if w.empty:
-        return pd.DataFrame(
-            columns=["src_ip", "ip", "kind", "point", "changed", "t", "event_id", "detail"]
-        )
-    parts = (
-        w["detail"]
-        .astype(str)
-        .str.extract(r"^(?P<point>[^:]+): (?P<before>\S+) -> (?P<after>\S+)$")
-    )
-    kinds = [(d.kind if (d := site.device(ip)) is not None else "") for ip in w["ip"].astype(str)]
+        return pd.DataFrame(columns=columns)
+    ips = w["ip"].astype(str).tolist()
+    kind_of = {ip: (d.kind if (d := site.device(ip)) is not None else "") for ip in set(ips)}
+    kinds = [kind_of[ip] for ip in ips]
+    detail = w["detail"].astype(str)
+    point = detail.str.split(":", n=1).str[0].tolist()
+    src = w["src_ip"].astype(str).tolist()
+    if known is not None:  # the routine writes (the BMS's schedule) stop here, unparsed
+        new = [k not in known for k in zip(src, kinds, point, strict=True)]
+        if not any(new):
+            return pd.DataFrame(columns=columns)
+        keep = np.flatnonzero(new)
+        w, detail = w.iloc[keep], detail.iloc[keep]
+        ips, kinds, point, src = ([x[i] for i in keep] for x in (ips, kinds, point, src))
+    values = detail.str.extract(r": (?P<before>\S+) -> (?P<after>\S+)$").astype(float)
     scale = [
-        reg.scale if k in KINDS and (reg := KINDS[k].registers.get(str(x))) is not None else 1.0
-        for k, x in zip(kinds, parts["point"], strict=True)
+        reg.scale if k in KINDS and (reg := KINDS[k].registers.get(x)) is not None else 1.0
+        for k, x in zip(kinds, point, strict=True)
     ]
-    step = np.abs(
-        parts["after"].astype(float).to_numpy() - parts["before"].astype(float).to_numpy()
-    )
+    step = np.abs(values["after"].to_numpy() - values["before"].to_numpy())
     return pd.DataFrame({
-        "src_ip": w["src_ip"].astype(str).to_numpy(), "ip": w["ip"].astype(str).to_numpy(),
-        "kind": kinds, "point": parts["point"].astype(str).to_numpy(),
+        "src_ip": src, "ip": ips, "kind": kinds, "point": point,
         "changed": step * np.asarray(scale, dtype=float) >= 0.5,
         "t": w["t"].to_numpy(dtype=float), "event_id": w["event_id"].to_numpy(dtype=np.int64),
-        "detail": w["detail"].astype(str).to_numpy(),
-    })  # fmt: skip
+        "detail": detail.to_numpy(),
+    }, columns=columns)  # fmt: skip

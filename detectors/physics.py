@@ -128,6 +128,7 @@ class Physics(Detector):
         # who commands each room's setpoint in the warm-up (the BMS's schedule) and what it
         # last commanded: the loop follows that, night set-up and weekends included
         self.commanders_: set[tuple[str, str]] = set()
+        self.column_ = {vav: c for c, (_, vav, _) in enumerate(self.rooms_)}
         self.commanded_ = np.full(len(self.rooms_), np.nan)
         self._commands(baseline.events, np.array([t[-1] if len(t) else 0.0]), learn=True)
         self.blamed_: set[str] = set()
@@ -315,21 +316,32 @@ class Physics(Detector):
         writing a setpoint is changed control, which the band still judges. With `learn`, the
         commanders are those of `events`."""
         out = np.tile(self.commanded_, (len(t), 1))
-        w = events[(events["kind"] == "register_write")]
-        if w.empty or not self.rooms_:
+        if events.empty or not self.rooms_:
             return out
-        point = w["detail"].astype(str).str.split(":", n=1).str[0]
-        w = w[(point == SETPOINT_POINT).to_numpy()]
-        column = {vav: c for c, (_, vav, _) in enumerate(self.rooms_)}
-        for ev in w.sort_values("t", kind="stable").itertuples():
-            c = column.get(str(ev.device))
-            key = (str(ev.src_ip), str(ev.device))
-            if c is None or not (learn or key in self.commanders_):
-                continue
-            if learn:
-                self.commanders_.add(key)
-            self.commanded_[c] = float(ev.value)
-            out[t >= float(ev.t), c] = float(ev.value)
+        # the BMS re-commands every box each hour: filter and look up without a row loop
+        mine = (events["kind"] == "register_write").to_numpy() & events["detail"].astype(
+            str
+        ).str.startswith(SETPOINT_POINT + ":").to_numpy()
+        if not mine.any():
+            return out
+        w = events[mine].sort_values("t", kind="stable")
+        column = self.column_
+        c = [column.get(d, -1) for d in w["device"].tolist()]
+        keys = zip(w["src_ip"].tolist(), w["device"].tolist(), strict=True)
+        ok = [k in self.commanders_ or (learn and col >= 0) for k, col in zip(keys, c, strict=True)]
+        take = np.flatnonzero(np.array(ok, dtype=bool) & (np.array(c) >= 0))
+        if learn:
+            self.commanders_.update(
+                zip(
+                    w["src_ip"].to_numpy()[take].tolist(),
+                    w["device"].to_numpy()[take].tolist(),
+                    strict=True,
+                )
+            )
+        when, value = w["t"].to_numpy(dtype=float)[take], w["value"].to_numpy(dtype=float)[take]
+        for k, col in enumerate(np.asarray(c)[take].tolist()):
+            self.commanded_[col] = value[k]
+            out[t >= when[k], col] = value[k]
         return out
 
     def _badged(self, t: np.ndarray, opened: np.ndarray, events: pd.DataFrame) -> np.ndarray:
