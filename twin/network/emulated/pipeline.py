@@ -23,6 +23,13 @@ from twin.network.emulated.deployment import Deployment
 
 StoreFactory = Callable[[Device], RegisterStore]
 
+# libpcap's ring (TPACKET_V3) is made of 256 KiB blocks, and in immediate mode each block
+# goes to tcpdump within a millisecond holding whatever came: its default 2 MiB is 8
+# blocks, so a tcpdump a few milliseconds late (a busy machine, its first write) dropped
+# packets of a burst ("5 packets dropped by kernel": a poll's first round lost two reads
+# from the flows). 64 blocks ride out 64 ms.
+CAPTURE_BUFFER_KIB = 16384
+
 
 def start_faces(
     deployment: Deployment, devices: Iterable[Device], store_factory: StoreFactory
@@ -92,7 +99,7 @@ def capture(
         where, iface = host_or_router_iface, "eth0"
     argv = [
         "tcpdump", "-i", iface, "-Q", direction, "-n", "-p", "--immediate-mode", "-U",
-        "-Z", "root", "-w", str(path),
+        "-B", str(CAPTURE_BUFFER_KIB), "-Z", "root", "-w", str(path),
     ]  # fmt: skip
     proc = deployment.spawn(where, argv, stderr=subprocess.PIPE)
     result = Capture(proc, path, f"{where}:{iface}")
