@@ -133,3 +133,24 @@ def test_a_modbus_write_is_logged_by_the_device_with_its_writer_and_values() -> 
         ("plc", "10.20.10.11", "interlock_enable: 1 -> 0", 0.0)
     ]
     assert e.events.caused["defeat"] == [int(w["event_id"].iloc[0])]
+
+
+@pytest.mark.slow
+def test_an_input_overridden_from_the_real_workstation_is_seen_at_the_write() -> None:
+    """plant-insider-lie: from the engineering workstation, over the conduit engineers use
+    daily, the MCC room's VAV input is overridden; the alert comes at the write itself,
+    citing the device's log of it, and nothing else in the run is a false alarm."""
+    spec = load_scenario(SCENARIOS / "plant-insider-lie.yaml")
+    e = Engine(spec)
+    warm = [e.run_until(t) for t in np.arange(300.0, spec.warmup + 1, 300.0)]
+    rest = [e.run_until(t) for t in np.arange(spec.warmup + 300.0, spec.duration + 1, 300.0)]
+    det = ControlContext().fit(TelemetryBatch.concat(warm), SiteView(e.facility, e.net.policy))
+    alerts = [a for b in rest for a in det.observe(b)]
+    truth = e.truth()
+    score = score_alerts(truth, alerts_frame(alerts), spec.duration - spec.warmup, "cc")
+    step = truth.set_index("step_id").loc["lie-to-mcc"]
+    at_write = [a for a in alerts if set(a.evidence) & {f"event:{i}" for i in step["event_ids"]}]
+    assert score.precision == 1.0 and at_write
+    assert (
+        at_write[0].t - step["t_start"] <= 1.0 and "override_enable: 0 -> 1" in at_write[0].reason
+    )
