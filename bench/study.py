@@ -10,7 +10,9 @@ processes side by side (no Dask), each with half the runs. Prints:
   (target: <= 5 %), split into time inside the runs and time outside them;
 - scaling efficiency from 1 to 2 workers in runs per CPU-second: t1 / (2 x t2) (target
   >= 85 %), beside the same figure for two plain processes (serial / (2 x side by side)):
-  what two simulations at once cost on this machine without any executor.
+  what two simulations at once cost on this machine without any executor;
+- CPU seconds of each phase, of this process and of its worker (or side-by-side) processes:
+  on a shared machine, whether a phase did more work or only waited for a core.
 
 With --dask-defaults it also runs the one-worker cluster with Dask's own worker settings
 (twin.study.executor.WORKER_CONFIG off): the executor's settings against Dask's, measured
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -56,12 +59,32 @@ def study_file(tmp: Path, runs: int) -> Path:
     return path
 
 
-def timed(path: Path, out: Path, cluster: Cluster) -> tuple[float, int, float]:
+CPU: dict[str, tuple[float, float]] = {}  # phase -> CPU seconds (this process, its children)
+
+
+def cpu_now() -> tuple[float, float]:
+    """CPU seconds so far of this process (client, scheduler, nannies; runs when serial) and
+    of its finished children (worker processes, side-by-side processes)."""
+    own, kids = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return own.ru_utime + own.ru_stime, kids.ru_utime + kids.ru_stime
+
+
+def cpu_since(phase: str, before: tuple[float, float]) -> None:
+    now = cpu_now()
+    CPU[phase] = (now[0] - before[0], now[1] - before[1])
+
+
+def timed(path: Path, out: Path, cluster: Cluster, phase: str) -> tuple[float, int, float]:
     """Wall time of the whole study, its runs, and the time spent inside them."""
     study = load_study(path)
+    cpu = cpu_now()
     start = time.perf_counter()
     frame = run_study(study, out, cluster, keep_runs=False)
     wall = time.perf_counter() - start
+    cpu_since(phase, cpu)
     assert (frame["status"] == "ok").all(), frame[frame["status"] != "ok"]["error"].tolist()
     return wall, len(frame), float(frame["wall_time_s"].sum())
 
@@ -86,6 +109,7 @@ def serial_part(path: Path, out: Path, part: str) -> None:
 def side_by_side(path: Path, out: Path, processes: int = 2) -> tuple[float, float]:
     """Wall time of `processes` plain serial processes sharing the runs (start-up included),
     and the time spent inside the runs."""
+    cpu = cpu_now()
     start = time.perf_counter()
     procs = [
         subprocess.Popen(
@@ -106,6 +130,7 @@ def side_by_side(path: Path, out: Path, processes: int = 2) -> tuple[float, floa
     ]
     outputs = [p.communicate()[0] for p in procs]
     wall = time.perf_counter() - start
+    cpu_since("side", cpu)
     if any(p.returncode for p in procs):
         raise SystemExit("a side-by-side serial process failed")
     return wall, sum(json.loads(o.strip().splitlines()[-1])["in_runs"] for o in outputs)
@@ -116,7 +141,7 @@ def with_dask_defaults(path: Path, out: Path) -> tuple[float, int, float]:
     ours, env = executor.WORKER_CONFIG, dict(os.environ)
     executor.WORKER_CONFIG = {}
     try:
-        return timed(path, out, Cluster(workers=1))
+        return timed(path, out, Cluster(workers=1), "defaults")
     finally:
         executor.WORKER_CONFIG = ours
         os.environ.clear()  # Dask's nanny writes its pre-spawn environment into ours
@@ -142,9 +167,9 @@ def main() -> None:
     print(f"cores: {os.cpu_count()}, load average at start: {os.getloadavg()[0]:.2f}")
     with tempfile.TemporaryDirectory(prefix="twin-bench-study-") as tmp:
         path = study_file(Path(tmp), args.runs)
-        serial, n, busy0 = timed(path, Path(tmp) / "serial", Cluster(serial=True))
-        one, _, busy1 = timed(path, Path(tmp) / "one", Cluster(workers=1))
-        two, _, busy2 = timed(path, Path(tmp) / "two", Cluster(workers=2))
+        serial, n, busy0 = timed(path, Path(tmp) / "serial", Cluster(serial=True), "serial")
+        one, _, busy1 = timed(path, Path(tmp) / "one", Cluster(workers=1), "one")
+        two, _, busy2 = timed(path, Path(tmp) / "two", Cluster(workers=2), "two")
         side, busy_side = side_by_side(path, Path(tmp) / "side")
         if args.dask_defaults:
             plain, _, busy_plain = with_dask_defaults(path, Path(tmp) / "defaults")
@@ -167,6 +192,14 @@ def main() -> None:
           f"(target >= 85 %)")  # fmt: skip
     print(f"  two plain processes, no Dask: {serial / (2 * side):.0%} efficient (serial / 2 x side "
           f"by side): the machine's own cost of two simulations at once")  # fmt: skip
+    names = {"serial": "serial", "one": "1 worker", "two": "2 workers",
+             "side": "2 plain processes", "defaults": "1 worker, Dask's defaults"}  # fmt: skip
+    print("CPU seconds (this process: client, scheduler, nannies | worker or side processes): "
+          + "; ".join(f"{names[k]} {a:.1f} | {b:.1f}" for k, (a, b) in CPU.items()))  # fmt: skip
+    one_cpu, two_cpu = sum(CPU["one"]), sum(CPU["two"])
+    print(f"  by CPU-seconds consumed (a core taken by other jobs does not count): 1 -> 2 "
+          f"workers {one_cpu / two_cpu:.0%}; serial -> 2 plain processes "
+          f"{sum(CPU['serial']) / sum(CPU['side']):.0%}")  # fmt: skip
     print(f"load average at end: {os.getloadavg()[0]:.2f}")
 
 

@@ -111,10 +111,10 @@ class Cluster:
 # defaults are for array work and cost a run time it does not spend serially (measured with
 # bench/study.py, which prints the split):
 # - the statistical profiler samples the running thread's stack every 10 ms, under the GIL,
-#   in every worker (~0.05-0.1 s of another thread's CPU per 1.4 s run);
+#   in every worker: other threads took 0.05-0.08 CPU-s per run, 0.02-0.03 without it;
 # - the nanny sets MALLOC_TRIM_THRESHOLD_=65536, so glibc hands freed pages back at once and
-#   faults them in again (a run takes ~35 % more page faults than serially); unset, a
-#   worker's heap behaves as this process's does.
+#   faults them in again: 8,500 page faults a run against 6,000 serially; unset, a worker's
+#   heap behaves as this process's does (6,000).
 # BLAS/OpenMP threads stay at the nanny's 1 (one run is single-threaded; pyarrow's CPU pool
 # follows OMP_NUM_THREADS too), so two workers do not oversubscribe two cores. An external
 # cluster's workers run as whoever started them configured them (the same two keys apply).
