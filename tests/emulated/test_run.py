@@ -234,7 +234,8 @@ def test_sigterm_tears_everything_down(run_dir: Path) -> None:
 
 def test_sigkill_leaves_an_inventory_that_reap_clears(run_dir: Path) -> None:
     """SIGKILL: faces, pollers and captures live on in the nodes' namespaces; `twin reap`
-    ends exactly what the inventory lists, and with them every namespace."""
+    ends exactly what the inventory lists, and with them every namespace and the run's
+    scratch directory."""
     proc = start_run(run_dir)
     state = wait_deployed(run_dir, proc)
     namespaces = namespaces_of(state)
@@ -247,6 +248,8 @@ def test_sigkill_leaves_an_inventory_that_reap_clears(run_dir: Path) -> None:
     assert leftovers(state) == ([], [])
     assert netns.pids_inside(namespaces) == []
     assert not (run_dir / STATE_NAME).exists()
+    scratch = [e["path"] for e in state["entries"] if e["kind"] == "dir"]
+    assert scratch and not any(Path(d).exists() for d in scratch)  # the faces' socket dir
 
 
 def test_a_dying_device_face_fails_the_run_cleanly(run_dir: Path) -> None:

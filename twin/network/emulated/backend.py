@@ -167,6 +167,8 @@ class EmulatedNetwork:
             reap(stale)
         self.deployment.start()
         self._linkdir = tempfile.mkdtemp(prefix="twin-link-")
+        assert self.deployment.inventory is not None
+        self.deployment.inventory.made_dir(self._linkdir)
         self.links = FaceLinks(Path(self._linkdir) / "faces.sock", self._from_face)
         self._start_faces()
         self.captures_dir.mkdir(exist_ok=True)

@@ -22,6 +22,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -191,6 +192,9 @@ def _tear_down(
                 deleted += _stop_nodes(run, popens)
             elif kind == "netns":  # the inventory of a twin from before Mininet
                 deleted += _delete_named_namespaces([e["name"] for e in run])
+            elif kind == "dir":
+                for entry in run:
+                    shutil.rmtree(entry["path"], ignore_errors=True)
             else:
                 errors.append(f"unknown inventory entry {run[0]!r}")
         except (BackendError, OSError) as exc:
@@ -286,6 +290,13 @@ class Inventory:
         with self._lock:
             self._popens[popen.pid] = popen
             self._entries.append(entry)
+            self._save()
+
+    def made_dir(self, path: str | Path) -> None:
+        """Record a scratch directory of the run's (its faces' socket, outside the run
+        directory for the socket path's length limit): a SIGKILLed run's is reaped too."""
+        with self._lock:
+            self._entries.append({"kind": "dir", "path": str(path)})
             self._save()
 
     def adopted(self, processes: Sequence[tuple[int, str, str]]) -> None:
