@@ -269,12 +269,14 @@ def worker_settings() -> dict[str, Any]:
         "profile": dask.config.get("distributed.worker.profile.enabled"),
         "malloc_trim": os.environ.get("MALLOC_TRIM_THRESHOLD_"),
         "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
+        "tick": dask.config.get("distributed.admin.tick.interval"),
     }
 
 
 @pytest.mark.slow
 def test_the_embedded_clusters_workers_run_a_simulation_as_serial_does() -> None:
-    """Workers run without Dask's 10 ms stack sampler and glibc trimming, one BLAS thread."""
+    """Workers run without Dask's 10 ms stack sampler and glibc trimming, one BLAS thread,
+    and an event loop that wakes every 500 ms, not every 20."""
     from twin.study.executor import client_for
 
     saved = os.environ.get("MALLOC_TRIM_THRESHOLD_")
@@ -285,7 +287,9 @@ def test_the_embedded_clusters_workers_run_a_simulation_as_serial_does() -> None
     finally:
         if saved is not None:
             os.environ["MALLOC_TRIM_THRESHOLD_"] = saved
-    assert settings == [{"profile": False, "malloc_trim": None, "blas_threads": "1"}]
+    assert settings == [
+        {"profile": False, "malloc_trim": None, "blas_threads": "1", "tick": "500ms"}
+    ]
 
 
 @pytest.mark.slow
