@@ -120,7 +120,7 @@ def claim(path: str | Path, *, force: bool = False) -> RunDirectory:
     """Make or take `path` for one run, locked for the run's life; see the module docstring."""
     path = Path(path)
     where = str(path)
-    try:
+    with _as_input_error(where, "a run"):
         if path.exists() and not path.is_dir():
             raise InputError(f"{where} exists and is not a directory; give a new --out")
         path.mkdir(parents=True, exist_ok=True)
@@ -130,12 +130,6 @@ def claim(path: str | Path, *, force: bool = False) -> RunDirectory:
                 "(give a new or empty --out)"
             )
         fd = os.open(path / MARKER, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    except InputError:
-        raise
-    except ValueError:  # a NUL byte in the path
-        raise InputError(f"not a valid directory path: {where!r}") from None
-    except OSError as exc:
-        raise InputError(f"cannot use {where} for a run: {exc.strerror or exc}") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:
@@ -191,7 +185,7 @@ def claim_results(path: str | Path, kind: str) -> Path:
     path = Path(path)
     where = str(path)
     mark = path / RESULTS_MARKER
-    try:
+    with _as_input_error(where, f"{kind} results"):
         if path.exists() and not path.is_dir():
             raise InputError(f"{where} exists and is not a directory; give a new --out")
         path.mkdir(parents=True, exist_ok=True)
@@ -207,13 +201,18 @@ def claim_results(path: str | Path, kind: str) -> Path:
             )
         if made is None or not mark.is_file():
             mark.write_text(kind + "\n", encoding="utf-8")
-    except InputError:
-        raise
+    return path
+
+
+@contextlib.contextmanager
+def _as_input_error(where: str, purpose: str) -> Iterator[None]:
+    """A path the user gave that cannot be used is bad input (exit 2), named, not a crash."""
+    try:
+        yield
     except ValueError:  # a NUL byte in the path
         raise InputError(f"not a valid directory path: {where!r}") from None
     except OSError as exc:
-        raise InputError(f"cannot use {where} for {kind} results: {exc.strerror or exc}") from None
-    return path
+        raise InputError(f"cannot use {where} for {purpose}: {exc.strerror or exc}") from None
 
 
 # --- interruption -----------------------------------------------------------------------------

@@ -15,7 +15,22 @@ from twin.engine import Engine
 from twin.network.flows import FLOW_COLUMNS
 from twin.scenario import load_scenario
 from twin.scoring import score_alerts
-from twin.telemetry import EVENT_COLUMNS, TelemetryBatch, alerts_frame
+from twin.telemetry import EVENT_COLUMNS, Alert, TelemetryBatch, alerts_frame
+
+
+def watched(spec: Any) -> tuple[pd.DataFrame, list[Alert], Any]:
+    """The scenario run with ControlContext fitted on its warm-up: truth, alerts, score."""
+    e = Engine(spec)
+    warm = [e.run_until(t) for t in np.arange(300.0, spec.warmup + 1, 300.0)]
+    rest = [e.run_until(t) for t in np.arange(spec.warmup + 300.0, spec.duration + 1, 300.0)]
+    det = ControlContext().fit(TelemetryBatch.concat(warm), SiteView(e.facility, e.net.policy))
+    alerts = [a for b in rest for a in det.observe(b)]
+    truth = e.truth()
+    return (
+        truth,
+        alerts,
+        score_alerts(truth, alerts_frame(alerts), spec.duration - spec.warmup, "cc"),
+    )
 
 
 @pytest.mark.slow
@@ -23,13 +38,7 @@ def test_setpoints_moved_from_the_real_workstation_are_seen_within_two_minutes()
     """plant-integrator-pivot: the workstation, reached by a login from the gate camera, writes
     the rinse tank's setpoints; the write is detected by its flows within 120 s."""
     spec = load_scenario(SCENARIOS / "plant-integrator-pivot.yaml")
-    e = Engine(spec)
-    warm = [e.run_until(t) for t in np.arange(300.0, spec.warmup + 1, 300.0)]
-    rest = [e.run_until(t) for t in np.arange(spec.warmup + 300.0, spec.duration + 1, 300.0)]
-    det = ControlContext().fit(TelemetryBatch.concat(warm), SiteView(e.facility, e.net.policy))
-    alerts = [a for b in rest for a in det.observe(b)]
-    truth = e.truth()
-    score = score_alerts(truth, alerts_frame(alerts), spec.duration - spec.warmup, "cc")
+    truth, alerts, score = watched(spec)
     step = truth.set_index("step_id").loc["move-setpoints"]
     hits = [a.t for a in alerts if a.dst_ip == step["target_ip"]]
     assert score.precision == 1.0 and hits and min(hits) - step["t_start"] <= 120.0
@@ -141,13 +150,7 @@ def test_an_input_overridden_from_the_real_workstation_is_seen_at_the_write() ->
     daily, the MCC room's VAV input is overridden; the alert comes at the write itself,
     citing the device's log of it, and nothing else in the run is a false alarm."""
     spec = load_scenario(SCENARIOS / "plant-insider-lie.yaml")
-    e = Engine(spec)
-    warm = [e.run_until(t) for t in np.arange(300.0, spec.warmup + 1, 300.0)]
-    rest = [e.run_until(t) for t in np.arange(spec.warmup + 300.0, spec.duration + 1, 300.0)]
-    det = ControlContext().fit(TelemetryBatch.concat(warm), SiteView(e.facility, e.net.policy))
-    alerts = [a for b in rest for a in det.observe(b)]
-    truth = e.truth()
-    score = score_alerts(truth, alerts_frame(alerts), spec.duration - spec.warmup, "cc")
+    truth, alerts, score = watched(spec)
     step = truth.set_index("step_id").loc["lie-to-mcc"]
     at_write = [a for a in alerts if set(a.evidence) & {f"event:{i}" for i in step["event_ids"]}]
     assert score.precision == 1.0 and at_write
