@@ -14,6 +14,9 @@ from twin.telemetry import Alert, TelemetryBatch
 FIRMWARE_EVENTS = ("firmware_report",)
 ROGUE_EVENTS = ("new_device", "port_security_violation")
 LOGIN_EVENTS = ("login_failed", "account_locked")
+ATTEMPT_EVENTS = ("login_ok", "login_failed")  # a device's log of a login, either way
+# kinds a person logs in from; every other device is embedded and never a login's client
+INTERACTIVE_KINDS = ("workstation", "bms")
 
 
 class Identity(Detector):
@@ -32,10 +35,15 @@ class Identity(Detector):
       port with `learn_online`, else every batch.
     - Login bursts (T1110): `max_failures` failed logins at one device within `window_s`, or
       an account lockout; once per burst (until the device has been quiet for `window_s`).
+    - Logins from embedded devices (T0886, remote services): a login, good or bad, whose
+      client is a camera, controller, sensor, recorder or gateway of the inventory (a kind
+      no person logs in from) that was not a login client in the warm-up; each client and
+      device once. An intruder pivoting from a device it took logs in from it, over paths
+      the site allows.
     """
 
     name = "identity"
-    summary = "firmware attestation against the inventory, rogue devices, changed fingerprints, login bursts"
+    summary = "firmware attestation against the inventory, rogue devices, changed fingerprints, login bursts, logins from embedded devices"
     reference_scenario = "office-night-entry"
 
     def __init__(
@@ -75,6 +83,11 @@ class Identity(Detector):
         # device -> recent (t, source, event id)
         self.failures_: dict[str, list[tuple[float, str, int]]] = {}
         self.burst_: dict[str, float] = {}  # device -> last failure of an alerted burst
+        self.embedded_ = {ip: d for ip, d in fac.by_ip.items() if d.kind not in INTERACTIVE_KINDS}
+        ev = baseline.events
+        tried = ev[ev["kind"].isin(ATTEMPT_EVENTS)] if len(ev) else ev
+        self.login_clients_ = set(tried["src_ip"].astype(str)) if len(tried) else set()
+        self.pivots_: set[tuple[str, str]] = set()  # (client, device) alerted
         return self
 
     def observe(self, batch: TelemetryBatch) -> list[Alert]:
@@ -83,7 +96,7 @@ class Identity(Detector):
         if len(ev):
             kind = ev["kind"].to_numpy(dtype=object)
             checks = [(FIRMWARE_EVENTS, self._firmware), (ROGUE_EVENTS, self._newcomers),
-                      (LOGIN_EVENTS, self._logins)]  # fmt: skip
+                      (LOGIN_EVENTS, self._logins), (ATTEMPT_EVENTS, self._pivots)]  # fmt: skip
             for kinds, check in checks:
                 mask = np.isin(kind, kinds)
                 if mask.any():
@@ -259,6 +272,27 @@ class Identity(Detector):
             why += f", mostly from {self.site_.name(src)}" if src else ""
             cited = evidence.events(e for _, _, e in recent)
             out.append(self._alert(t, "high", "T1110", device, src, str(r.ip), why, cited))
+        return out
+
+    def _pivots(self, ev: pd.DataFrame) -> list[Alert]:
+        """Logins whose client is an embedded device that never logged in anywhere before."""
+        src = ev["src_ip"].astype(str).to_numpy(dtype=object)
+        mask = np.array([s in self.embedded_ and s not in self.login_clients_ for s in src])
+        out = []
+        for r in ev[mask].sort_values("t", kind="stable").itertuples():
+            client, device = str(r.src_ip), str(r.device)
+            if (client, device) in self.pivots_:
+                continue
+            self.pivots_.add((client, device))
+            c = self.embedded_[client]
+            how = "logged in" if r.kind == "login_ok" else "tried to log in"
+            user = f" as {r.user}" if isinstance(r.user, str) and r.user else ""
+            why = (
+                f"{c.name} ({c.kind}) {how} to {device}{user} over {r.detail}: a {c.kind} is "
+                "never a login's client (none in the warm-up)"
+            )
+            cited = evidence.events((int(r.event_id),))
+            out.append(self._alert(r.t, "high", "T0886", device, client, str(r.ip), why, cited))
         return out
 
 

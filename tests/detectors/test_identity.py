@@ -14,7 +14,7 @@ from attacks import TECHNIQUES
 from detectors import SiteView
 from detectors.identity import Identity
 from tests.attacks.harness import device, engine, facility
-from tests.conftest import FLAGSHIP
+from tests.conftest import FLAGSHIP, SCENARIOS
 from twin.behaviour import ATTESTATION_INTERVAL
 from twin.engine import Engine
 from twin.facility import Facility
@@ -275,3 +275,45 @@ def test_finds_a_brute_force_on_the_lobby_camera() -> None:
     alerts, truth = stream(engine([guess], duration="2h"), Identity())
     assert said(alerts) == [("cam-lobby", "high", "T1110")]
     assert detected(alerts, truth, "guess", 3600)
+
+
+# -- logins from embedded devices -------------------------------------------------------------
+
+
+def test_a_login_whose_client_is_a_camera_alerts_once_per_pair() -> None:
+    """A camera logging in (or trying) to the workstation is a pivot: one alert citing the
+    device's log of it; the BMS and the workstation logging in, as people do, never alert."""
+    det = fitted()
+    pivot = event("login_ok", 100.0, device="eng-ws", ip=ENG, src_ip=CAM, user="admin",
+                  detail="ssh", event_id=7)  # fmt: skip
+    (alert,) = det.observe(batch(events=[pivot]))
+    assert (alert.device, alert.src_ip, alert.technique, alert.evidence) == (
+        "eng-ws", CAM, "T0886", ("event:7",),
+    )  # fmt: skip
+    assert "cam-lobby (camera) logged in to eng-ws as admin" in alert.reason
+    assert det.observe(batch(events=[{**pivot, "t": 700.0, "event_id": 8}])) == []
+    people = [event("login_ok", 200.0, device="ahu", ip=AHU, src_ip=src, detail="http")
+              for src in (BMS, ENG)]  # fmt: skip
+    assert det.observe(batch(events=people)) == []
+
+
+def test_a_device_that_logged_in_during_the_warm_up_is_not_a_pivot() -> None:
+    """What the warm-up saw a device do is its routine, whatever its kind."""
+    routine = event("login_ok", 100.0, device="nvr", ip="10.20.40.10", src_ip=CAM, detail="http")
+    det = Identity().fit(batch(events=[routine]), site())
+    assert det.observe(batch(events=[{**routine, "t": 9000.0}])) == []
+
+
+@pytest.mark.slow
+def test_the_pivot_from_the_gate_camera_is_seen_at_the_login() -> None:
+    """plant-integrator-pivot: the camera's ssh login to the workstation is detected by the
+    login itself, and nothing else in the attack-free run alerts."""
+    spec = load_scenario(SCENARIOS / "plant-integrator-pivot.yaml")
+    alerts, truth = stream(Engine(spec), Identity())
+    pivots = [a for a in alerts if a.technique == "T0886"]
+    step = truth.set_index("step_id").loc["pivot"]
+    assert pivots and (pivots[0].device, pivots[0].src_ip) == ("eng-ws", step["attacker_ip"])
+    assert detected(pivots, truth, "pivot", spec.duration - spec.warmup)
+    quiet = load_scenario(SCENARIOS / "plant-integrator-pivot.yaml", {"campaign": None})
+    calm, _ = stream(Engine(quiet), Identity(), step=3600.0)
+    assert [a for a in calm if a.technique == "T0886"] == []
