@@ -7,7 +7,7 @@ from typing import Self
 import numpy as np
 import pandas as pd
 
-from detectors.base import Detector, SiteView, calibrate, flow_codes
+from detectors.base import Detector, SiteView, calibrate, check_budget, flow_codes
 from twin import evidence
 from twin.telemetry import Alert, TelemetryBatch
 
@@ -107,14 +107,10 @@ class AllowedPath(Detector):
             raise ValueError(f"min_spread must be > 0, got {min_spread}")
         if min_intervals < 2:
             raise ValueError(f"min_intervals must be at least 2, got {min_intervals}")
-        if alarms_per_day is not None and not alarms_per_day >= 0:
-            raise ValueError(
-                f"alarms_per_day must be >= 0 (or None: no calibration), got {alarms_per_day}"
-            )
         self.threshold = threshold
         self.min_spread = min_spread
         self.min_intervals = min_intervals
-        self.alarms_per_day = alarms_per_day
+        self.alarms_per_day = check_budget(alarms_per_day)
 
     def fit(self, baseline: TelemetryBatch, site: SiteView) -> Self:
         self.site_ = site

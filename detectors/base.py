@@ -205,6 +205,15 @@ def window(batch: TelemetryBatch, lo: float, hi: float) -> TelemetryBatch:
     )  # fmt: skip
 
 
+def check_budget(alarms_per_day: float | None) -> float | None:
+    """A learned detector's false-alarm budget: >= 0 alarms a day, or None (no calibration)."""
+    if alarms_per_day is not None and not alarms_per_day >= 0:
+        raise ValueError(
+            f"alarms_per_day must be >= 0 (or None: no calibration), got {alarms_per_day}"
+        )
+    return alarms_per_day
+
+
 def calibrate(det: Detector, baseline: TelemetryBatch, site: SiteView) -> float:
     """A learned detector's threshold raised until it keeps its false-alarm budget.
 

@@ -7,7 +7,7 @@ from typing import Literal, Self
 import numpy as np
 import pandas as pd
 
-from detectors.base import Detector, SiteView, calibrate
+from detectors.base import Detector, SiteView, calibrate, check_budget
 from detectors.isolation import FEATURES, FlowContext, burst_alerts, flow_matrix
 from twin.telemetry import Alert, TelemetryBatch
 
@@ -131,10 +131,6 @@ class Federated(Detector):
             raise ValueError(f"margin must be at least 1, got {margin}")
         if min_error < 0:
             raise ValueError(f"min_error must not be negative, got {min_error}")
-        if alarms_per_day is not None and not alarms_per_day >= 0:
-            raise ValueError(
-                f"alarms_per_day must be >= 0 (or None: no calibration), got {alarms_per_day}"
-            )
         self.mode = mode
         self.rounds = rounds
         self.epochs = epochs
@@ -145,7 +141,7 @@ class Federated(Detector):
         self.margin = margin
         self.min_error = min_error
         self.seed = seed
-        self.alarms_per_day = alarms_per_day
+        self.alarms_per_day = check_budget(alarms_per_day)
 
     def fit(self, baseline: TelemetryBatch, site: SiteView) -> Self:
         f = baseline.flows

@@ -8,7 +8,7 @@ from typing import Self
 import numpy as np
 import pandas as pd
 
-from detectors.base import Detector, SiteView, calibrate, summarise
+from detectors.base import Detector, SiteView, calibrate, check_budget, summarise
 from twin import evidence
 from twin.telemetry import Alert, TelemetryBatch
 
@@ -173,15 +173,11 @@ class FlowStats(Detector):
             raise ValueError(f"min_flows must be at least 2, got {min_flows}")
         if floor <= 0:
             raise ValueError(f"floor must be positive, got {floor}")
-        if alarms_per_day is not None and not alarms_per_day >= 0:
-            raise ValueError(
-                f"alarms_per_day must be >= 0 (or None: no calibration), got {alarms_per_day}"
-            )
         self.threshold = threshold
         self.alpha = alpha
         self.min_flows = min_flows
         self.floor = floor
-        self.alarms_per_day = alarms_per_day
+        self.alarms_per_day = check_budget(alarms_per_day)
 
     def fit(self, baseline: TelemetryBatch, site: SiteView) -> Self:
         f = baseline.flows

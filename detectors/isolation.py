@@ -9,7 +9,7 @@ from typing import Self
 import numpy as np
 import pandas as pd
 
-from detectors.base import Detector, SiteView, calibrate
+from detectors.base import Detector, SiteView, calibrate, check_budget
 from detectors.flow_stats import FLOW_FEATURES, episode_alerts, log_features, per_tick
 from twin.telemetry import Alert, TelemetryBatch
 
@@ -156,17 +156,13 @@ class IsolationForestFlows(Detector):
             raise ValueError(f"margin must not be negative, got {margin}")
         if range_weight < 0:
             raise ValueError(f"range_weight must not be negative, got {range_weight}")
-        if alarms_per_day is not None and not alarms_per_day >= 0:
-            raise ValueError(
-                f"alarms_per_day must be >= 0 (or None: no calibration), got {alarms_per_day}"
-            )
         self.n_estimators = n_estimators
         self.max_samples = max_samples
         self.quantile = quantile
         self.margin = margin
         self.range_weight = range_weight
         self.seed = seed
-        self.alarms_per_day = alarms_per_day
+        self.alarms_per_day = check_budget(alarms_per_day)
 
     def fit(self, baseline: TelemetryBatch, site: SiteView) -> Self:
         self.site_ = site

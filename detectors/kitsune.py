@@ -7,7 +7,7 @@ from typing import Self
 import numpy as np
 import pandas as pd
 
-from detectors.base import Detector, SiteView, calibrate
+from detectors.base import Detector, SiteView, calibrate, check_budget
 from detectors.flow_stats import robust_scales, zscore
 from detectors.isolation import burst_alerts
 from twin.telemetry import Alert, TelemetryBatch
@@ -138,15 +138,11 @@ class Kitsune(Detector):
             raise ValueError(f"margin must be at least 1, got {margin}")
         if burn_in < 0:
             raise ValueError(f"burn_in must not be negative, got {burn_in}")
-        if alarms_per_day is not None and not alarms_per_day >= 0:
-            raise ValueError(
-                f"alarms_per_day must be >= 0 (or None: no calibration), got {alarms_per_day}"
-            )
         self.lambdas = lambdas
         self.quantile = quantile
         self.margin = margin
         self.burn_in = burn_in
-        self.alarms_per_day = alarms_per_day
+        self.alarms_per_day = check_budget(alarms_per_day)
 
     def _features(self, f: pd.DataFrame) -> np.ndarray:
         """Every flow's damped features, updating the statistics in time-ordered chunks."""

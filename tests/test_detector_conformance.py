@@ -17,6 +17,9 @@ from twin.scoring import merge_alerts, score_alerts
 from twin.telemetry import TelemetryBatch
 
 NAMES = sorted(REGISTRY)
+# what runs on a modelled (sim-backend) recording; detectors that read packet captures
+# (suricata) are held to them against real captures in tests/detectors/test_suricata.py
+ON_RECORDINGS = [n for n in NAMES if not REGISTRY[n].needs_captures]
 
 
 @dataclass
@@ -53,14 +56,7 @@ def recording(scenario: str) -> Recording:
     return _recordings[scenario]
 
 
-def on_recordings(cls: type[Detector]) -> None:
-    """Skip a detector that cannot run on a modelled (sim-backend) recording."""
-    if cls.needs_captures:
-        pytest.skip(f"{cls.name} needs packet captures; covered by tests/emulated")
-
-
 def fitted(cls: type[Detector]) -> tuple[Detector, Recording]:
-    on_recordings(cls)
     rec = recording(cls.reference_scenario)
     return cls().fit(rec.baseline, rec.site), rec
 
@@ -77,7 +73,7 @@ def test_parameters_survive_clone_and_pickling(name: str) -> None:
     assert pickle.loads(pickle.dumps(det)).get_params() == det.get_params()
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", ON_RECORDINGS)
 def test_clone_keeps_parameters_and_forgets_learning(name: str) -> None:
     """A clone has the same parameters and none of the learned '_' state."""
     det, _ = fitted(REGISTRY[name])
@@ -86,7 +82,7 @@ def test_clone_keeps_parameters_and_forgets_learning(name: str) -> None:
     assert not [k for k in vars(clone) if k.endswith("_") and not k.startswith("_")]
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", ON_RECORDINGS)
 def test_fitted_detector_survives_pickling(name: str) -> None:
     """Pickled after fit, it says exactly what the original says."""
     det, rec = fitted(REGISTRY[name])
@@ -94,7 +90,7 @@ def test_fitted_detector_survives_pickling(name: str) -> None:
     assert observe_all(twin, rec) == observe_all(det, rec)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", ON_RECORDINGS)
 def test_deterministic(name: str) -> None:
     """Two fresh instances on the same telemetry raise the same alerts."""
     a, rec = fitted(REGISTRY[name])
@@ -102,14 +98,14 @@ def test_deterministic(name: str) -> None:
     assert observe_all(a, rec) == observe_all(b, rec)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", ON_RECORDINGS)
 def test_empty_batch_says_nothing(name: str) -> None:
     """An empty batch gives no alerts and no error."""
     det, _ = fitted(REGISTRY[name])
     assert det.observe(TelemetryBatch(0.0, 60.0)) == []
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", ON_RECORDINGS)
 def test_never_reads_the_truth(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Fitting and observing work with every way to the truth table closed."""
     import twin.telemetry
@@ -117,7 +113,6 @@ def test_never_reads_the_truth(name: str, monkeypatch: pytest.MonkeyPatch) -> No
     def forbidden(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError(f"{name} read stored results: {args}")
 
-    on_recordings(REGISTRY[name])
     rec = recording(REGISTRY[name].reference_scenario)
     monkeypatch.setattr(twin.telemetry, "read_table", forbidden)
     monkeypatch.setattr(pd, "read_parquet", forbidden)
@@ -126,7 +121,7 @@ def test_never_reads_the_truth(name: str, monkeypatch: pytest.MonkeyPatch) -> No
     assert "campaign" not in vars(rec.site) and not hasattr(rec.site, "truth")
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", ON_RECORDINGS)
 def test_better_than_chance_on_its_reference_scenario(name: str) -> None:
     """It detects steps, with precision above what alerts at random times and devices would get."""
     cls = REGISTRY[name]
@@ -144,7 +139,7 @@ def test_better_than_chance_on_its_reference_scenario(name: str) -> None:
     assert score.precision > chance, (name, score, chance, len(merge_alerts(alerts)))
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", ON_RECORDINGS)
 def test_every_alert_cites_its_evidence(name: str) -> None:
     """Every alert on its reference scenario cites flows, events or signals of that recording
     (the tokens scoring joins with the truth): nothing vague, nothing invented."""
