@@ -140,6 +140,7 @@ def main() -> None:
     out = args.out or Path("/tmp/twin-detection" + ("-holdout" if args.holdout else ""))
     out.mkdir(parents=True, exist_ok=True)
     dets = tuple(args.detectors.split(",")) if args.detectors else tuple(shipped())
+    heavy = set(args.heavy.split(",")) if args.heavy else set()
     unknown = [d for d in dets if d not in REGISTRY]
     if unknown:
         raise SystemExit(f"unknown detectors: {', '.join(unknown)}")
@@ -153,7 +154,6 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
     wall = time.perf_counter()
     if not args.rescore:
-        heavy = set(args.heavy.split(",")) if args.heavy else set()
         light = tuple(d for d in dets if d not in heavy)
         first = light if args.heavy_quiet_only else dets
         # scenario by scenario (its seeds, then its attack-free run): a grid cut short is whole
@@ -208,7 +208,6 @@ def main() -> None:
     if args.tune_on is not None:
         # members chosen on those runs (another facility set), scored on these
         others = read_runs(sorted(d for d in args.tune_on.iterdir() if d.is_dir()))
-        heavy = set(args.heavy.split(",")) if args.heavy else set()
         candidates = [d for d in dets if d not in heavy]
         print(f"\nmembers chosen on {args.tune_on} ({len(others)} runs), scored here:")
         for facility in sorted({r.facility for r in runs}):
@@ -218,7 +217,6 @@ def main() -> None:
                                     "ttd_median_s", "ttd_p95_s"]))  # fmt: skip
     if len({r.facility for r in runs}) > 1:
         print("\nleave one facility out (members chosen on the others, scored on the one):")
-        heavy = set(args.heavy.split(",")) if args.heavy else set()
         lofo = leave_one_facility_out(runs, [d for d in dets if d not in heavy])
         print(text_table(lofo, ["held_out", "members", "steps", "recall", "late", "precision",
                                 "false_alarms_per_day", "attack_free_false_alarms_per_day",
